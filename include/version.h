@@ -1,0 +1,4 @@
+#ifndef PATCHGRID_VERSION_H
+#define PATCHGRID_VERSION_H
+#define PATCHGRID_VERSION "0.1.0"
+#endif

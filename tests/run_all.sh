@@ -1,0 +1,37 @@
+#!/bin/sh
+# tests/run_all.sh BUILD_DIR [unit|py] — the test suite behind `make test`.
+# Runs every C unit test binary, then the Python reference tests (pytest with
+# /usr/bin/python3). Exits non-zero if anything fails.
+set -eu
+build=${1:?usage: run_all.sh BUILD_DIR [unit|py]}
+only=${2:-all}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+export PATCHGRID="$root/$build/patchgrid"
+export PATCHGRID_BUILD="$root/$build"
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+case "$build" in
+*san*) export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
+       export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" ;;
+esac
+
+failed=0
+if [ "$only" = all ] || [ "$only" = unit ]; then
+    for t in "$build"/tests/test_*; do
+        [ -x "$t" ] || continue
+        case "$t" in *.d) continue ;; esac
+        echo "== $t"
+        if ! "$t"; then failed=1; echo "FAILED: $t"; fi
+    done
+fi
+if [ "$only" = all ] || [ "$only" = py ]; then
+    echo "== pytest tests/py"
+    if ! /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/py ${PYTEST_ARGS:-}; then failed=1; fi
+fi
+if [ "$failed" != 0 ]; then
+    echo "SOME TESTS FAILED"
+    exit 1
+fi
+echo "ALL TESTS PASSED"
