@@ -31,9 +31,9 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
-CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -march=$(MARCH) -g -Wall -Wextra -Wshadow \
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -march=$(MARCH) -fopenmp-simd -g -Wall -Wextra -Wshadow \
            -Wno-unused-parameter -MMD -MP -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  := $(PKG_LIBS) -lm
+LDLIBS  := $(PKG_LIBS) -lmvec -lm
 LDFLAGS :=
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
