@@ -132,9 +132,10 @@ typedef struct ModelRun {
     const ModelSeg *segs;   /* (n_segs) sorted by entry_layer */
     size_t n_segs;
     ModelEntry entry;
-    int last_only;          /* logits only at each segment's last position; the
-                               last layer then computes only what that needs.
-                               Not combinable with a hook. */
+    int last_only;          /* logits only at each segment's last position; when
+                               the workspace keeps nothing, the last layer then
+                               computes only what that needs. Not combinable
+                               with a hook. */
     ModelHookFn hook;       /* or NULL */
     void *hook_ctx;
     const uint8_t *hook_want; /* (HOOK_KIND_COUNT) kinds the hook is called for; NULL: all */

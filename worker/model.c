@@ -425,6 +425,7 @@ struct Fwd {
     size_t *logit_off; /* (S + 1) */
     size_t *logit_w;   /* (S) */
     int attn_stacked;  /* attention blocks of all segments kept side by side */
+    int keeps_any;     /* some kind is kept */
     double flops;
 };
 
@@ -433,6 +434,7 @@ Fwd *fwd_new(const Model *m, const uint8_t *keep)
     Fwd *f = xcalloc(1, sizeof *f);
     f->m = m;
     if (keep) memcpy(f->keep, keep, sizeof f->keep);
+    for (int k = 0; k < HOOK_KIND_COUNT; k++) f->keeps_any |= f->keep[k];
     return f;
 }
 
@@ -700,9 +702,10 @@ static void layer_forward(LayerRun *lr)
     size_t n_qkv = nrows(lr, STEP_QKV);
     f->flops += matmul_forward(k, ln1, w->qkv_w + C, w->qkv_b + C, n_qkv, C, ld, 3 * C);
     f->flops += matmul_forward(v, ln1, w->qkv_w + 2 * C, w->qkv_b + 2 * C, n_qkv, C, ld, 3 * C);
-    if (run->last_only && lr->l + 1 == c->n_layers) {
+    if (run->last_only && lr->l + 1 == c->n_layers && !f->keeps_any) {
         /* Keys and values are needed at every position; from here on only
-         * each segment's last position matters. */
+         * each segment's last position matters (and nothing is kept that
+         * would miss the other rows). */
         compact_rows(ln1, C, f, run, 0, nsegs(lr, STEP_QKV));
         compact_rows(resid_pre, C, f, run, 0, lr->n_act);
         compact_rows(q, ld, f, run, 0, lr->n_act);
@@ -878,7 +881,7 @@ int model_forward(const Model *m, Fwd *f, const ModelRun *run, Err *err)
     }
     for (size_t i = n_old; i < S; i++)
         run->fill(run->fill_ctx, i, HOOK_RESID_PRE, L, x + f->row_off[i] * C);
-    if (run->last_only) compact_rows(x, C, f, run, n_old, S);
+    if (run->last_only) compact_rows(x, C, f, run, compact ? n_old : 0, S);
     unembed(m, f, run, x, run->last_only ? S : f->row_off[S], run->last_only);
     return 0;
 }
