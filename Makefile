@@ -33,7 +33,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -march=$(MARCH) -fopenmp-simd -g -Wall -Wextra -Wshadow \
            -Wno-unused-parameter -MMD -MP -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  := $(PKG_LIBS) -lmvec -lm
+LDLIBS  := $(PKG_LIBS) -lhdf5_hl -lmvec -lm
 LDFLAGS :=
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -44,6 +44,7 @@ WORKER_SRC := $(wildcard worker/*.c)
 RUNNER_SRC := $(wildcard runner/*.c)
 LIB_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(WORKER_SRC) $(filter-out runner/main.c,$(RUNNER_SRC)))
 MAIN_OBJ   := $(BUILD)/runner/main.o
+LIB        := $(BUILD)/libpatchgrid.a
 BIN        := $(BUILD)/patchgrid
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -65,13 +66,18 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcmocka
+# Tests and benchmarks link the objects they use from an archive.
+$(LIB): $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
 
-$(BUILD)/bench/%: tests/bench/%.c $(LIB_OBJ)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+
+$(BUILD)/bench/%: tests/bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 deps:
 	sh tools/deps.sh test

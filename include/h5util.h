@@ -15,6 +15,11 @@
 
 typedef struct H5Writer H5Writer;
 
+/* The innermost (most specific) message on HDF5's error stack, which is then
+ * cleared; buf holds at least 256 bytes. Turn off HDF5's own printing first
+ * with H5Eset_auto2(H5E_DEFAULT, NULL, NULL). */
+const char *h5_reason(char buf[256]);
+
 H5Writer *h5w_create(const char *path, Err *err); /* NULL on error */
 int h5w_group(H5Writer *w, const char *name, Err *err);
 int h5w_float(H5Writer *w, const char *name, const float *data, const size_t *shape,

@@ -49,11 +49,14 @@ typedef struct StTensor {
 typedef struct StSet StSet; /* opaque: one checkpoint (one or more mapped files) */
 
 /* Opens DIR/model.safetensors, or DIR/model.safetensors.index.json and its
- * shards when there is no single file. On error returns -1, sets err, *out
- * is NULL and nothing stays mapped or allocated. */
+ * shards when there is no single file. A tensor a shard holds beyond those
+ * the index lists is kept (as transformers does); a tensor in two shards is
+ * an error. On error returns -1, sets err, *out is NULL and nothing stays
+ * mapped or allocated. */
 int st_open_dir(StSet **out, const char *dir, Err *err);
 
-/* Opens one .safetensors file (used by st_open_dir and the tests). */
+/* Opens one .safetensors file (used by st_open_dir and the tests); same
+ * contract as st_open_dir. */
 int st_open_file(StSet **out, const char *path, Err *err);
 
 /* Unmaps and frees everything, including buffers returned by st_get_f32.
@@ -64,7 +67,8 @@ size_t st_count(const StSet *set);
 const StTensor *st_tensor(const StSet *set, size_t i);     /* sorted by name */
 const StTensor *st_find(const StSet *set, const char *name); /* NULL if absent */
 
-/* Files of the checkpoint (1 or the shards, in index order). */
+/* Files of the checkpoint: 1, or the shards sorted by file name
+ * (model-00001-of-00003.safetensors, ...). */
 size_t st_file_count(const StSet *set);
 const char *st_file_path(const StSet *set, size_t i);
 
@@ -73,15 +77,17 @@ const char *st_file_path(const StSet *set, size_t i);
  * pointer into the read-only mapping); F16, BF16, F64 and unaligned F32 are
  * converted into a buffer the StSet owns (freed by st_close). Any other
  * dtype, a missing tensor or a shape mismatch is an error naming the file and
- * the tensor. */
+ * the tensor. A conversion is done once and cached in the set, so the set is
+ * not safe to share between threads during st_get_f32. */
 int st_get_f32(StSet *set, const char *name, const size_t *shape, size_t ndim,
                const float **out, Err *err);
 
 const char *st_dtype_name(StDtype dt);
 size_t st_dtype_size(StDtype dt); /* bytes per element (F8: 1, BOOL: 1) */
 
-/* SHA-256 of the checkpoint's files (each file's digest, in order, hashed
- * again when there are several shards) as 64 lowercase hex chars + NUL. */
+/* SHA-256 of the checkpoint as 64 lowercase hex chars + NUL: for one file
+ * its digest (what sha256sum prints); for several shards the digest of their
+ * 32-byte binary digests concatenated in st_file_path order. */
 void st_sha256_hex(const StSet *set, char out[65]);
 
 #endif

@@ -19,8 +19,7 @@ static herr_t last_desc(unsigned n, const H5E_error2_t *e, void *data)
     return 0;
 }
 
-/* The innermost message of HDF5's error stack (the most specific one). */
-static const char *h5_reason(char buf[256])
+const char *h5_reason(char buf[256])
 {
     buf[0] = '\0';
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, last_desc, buf);

@@ -1,5 +1,4 @@
 /* main.c — the patchgrid command line: dispatch to subcommands. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,23 +30,6 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'patchgrid COMMAND --help' describes one command. Version %s.\n",
             PATCHGRID_VERSION);
-}
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "patchgrid %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'patchgrid %s --help')\n", cmd);
-    return 2;
-}
-
-int cli_fail(const Err *err)
-{
-    fprintf(stderr, "%s\n", err->msg);
-    return 1;
 }
 
 int main(int argc, char **argv)
