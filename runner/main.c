@@ -16,6 +16,7 @@ static const Command commands[] = {
     {"info", cmd_info, "describe a Hugging Face model directory"},
     {"cache", cmd_cache, "run prompts, write logits and hooked activations to HDF5"},
     {"tokenize", cmd_tokenize, "text to token ids and back with the model's tokenizer"},
+    {"run", cmd_run, "run a patching sweep from a YAML config (MPI-aware, resumable)"},
 };
 
 static void usage(FILE *f)
