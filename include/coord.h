@@ -20,10 +20,10 @@
 #include "store.h"
 #include "worker.h"
 
-/* Collective over MPI_COMM_WORLD. w is NULL for null-work mode: units are
- * handed out and acknowledged but neither computed nor marked done, and rank
- * 0 prints the dispatch rate. Returns 0, or -1 with err set on the rank that
- * failed. */
+/* Collective over MPI_COMM_WORLD. Null-work mode (w and store NULL): units
+ * are handed out one per message and acknowledged but neither computed nor
+ * written, and rank 0 prints the dispatch rate. Returns 0, or -1 with err set
+ * on the rank that failed. */
 int coord_run(const Plan *plan, Store *store, Worker *w, double sync_interval, Err *err);
 
 /* Set by the signal handler of cmd_run: 1 once a stop was requested. */

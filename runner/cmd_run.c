@@ -343,16 +343,20 @@ int cmd_run(int argc, char **argv)
     int32_t *partner = NULL;
     rc = 1;
     if (agree(setup_load(&s, &a, &err), &err, rank)) goto out;
-    if (a.plan_only) {
-        if (rank == 0) print_plan(&s, size);
-        rc = 0;
+    if (a.plan_only || a.null_work) {
+        if (rank == 0 && a.plan_only) print_plan(&s, size);
+        /* Null work measures dispatch alone: no store, no computation. */
+        rc = a.null_work ? (agree(coord_run(s.plan, NULL, NULL, 0, &err), &err, rank) ? 1 : 0) : 0;
         goto out;
     }
     if (rank == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        if ((long)size * threads > cores)
+        if (threads > 1 && (long)size * threads > cores)
             fprintf(stderr, "patchgrid: warning: %d ranks x %d BLAS threads exceed the %ld cores "
                     "of this node; set OPENBLAS_NUM_THREADS=1\n", size, threads, cores);
+        else if (size > cores + 1)
+            fprintf(stderr, "patchgrid: warning: %d ranks on %ld cores: workers share cores\n",
+                    size, cores);
     }
     char model_sha[65] = "";
     if (rank == 0) st_sha256_hex(model_weights(s.model), model_sha);
@@ -381,14 +385,11 @@ int cmd_run(int argc, char **argv)
                 store_done_count(store), s.plan->n_units);
 
     double t0 = now();
-    w = a.null_work ? NULL : worker_new(s.model, s.plan, a.naive);
-    int work_rc;
-    if (size == 1 && !a.null_work)
-        work_rc = run_alone(&s, store, w, a.sync_interval, &err);
-    else
-        work_rc = coord_run(s.plan, store, w, a.sync_interval, &err);
+    w = worker_new(s.model, s.plan, a.naive);
+    int work_rc = size == 1 ? run_alone(&s, store, w, a.sync_interval, &err)
+                            : coord_run(s.plan, store, w, a.sync_interval, &err);
     /* Gather the work counters for the summary. */
-    PatchStats st = w ? worker_stats(w) : (PatchStats){0};
+    PatchStats st = worker_stats(w);
     double mine[3] = {(double)st.cells, (double)st.noop_cells, st.flops}, sum[3];
     MPI_Reduce(mine, sum, 3, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     int bad = work_rc != 0;

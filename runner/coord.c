@@ -35,6 +35,14 @@ static void sleep_us(long us)
 
 /* ---- worker --------------------------------------------------------------- */
 
+static int unit_done(const Store *s, size_t u) { return s != NULL && store_unit_done(s, u); }
+
+/* store_sync, or nothing in null-work mode (no store). */
+static int sync_store(Store *s, const size_t *units, size_t n, Err *err)
+{
+    return s == NULL ? 0 : store_sync(s, units, n, err);
+}
+
 static int worker_loop(const Plan *plan, Store *store, Worker *w, Err *err)
 {
     size_t *pending = xcalloc(plan->n_units ? plan->n_units : 1, sizeof *pending);
@@ -51,7 +59,7 @@ static int worker_loop(const Plan *plan, Store *store, Worker *w, Err *err)
         if (msg[0] == MSG_STOP) break;
         if (msg[0] == MSG_SYNC) {
             Err serr;
-            if (store_sync(store, pending, n_pending, &serr) && !failed) {
+            if (sync_store(store, pending, n_pending, &serr) && !failed) {
                 *err = serr;
                 failed = 1;
                 rc = -1;
@@ -61,7 +69,7 @@ static int worker_loop(const Plan *plan, Store *store, Worker *w, Err *err)
         }
         for (size_t u = (size_t)msg[1]; u < (size_t)msg[2]; u++) {
             if (failed || run_stop_requested()) break; /* the rest waits for the next run */
-            if (store_unit_done(store, u)) continue;
+            if (unit_done(store, u)) continue;
             size_t block = plan_unit(plan, u).block;
             if (w != NULL) {
                 if (worker_run_unit(w, store, u, err)) {
@@ -75,7 +83,7 @@ static int worker_loop(const Plan *plan, Store *store, Worker *w, Err *err)
         }
     }
     Err serr;
-    if (store_sync(store, pending, n_pending, &serr) && rc == 0) {
+    if (sync_store(store, pending, n_pending, &serr) && rc == 0) {
         *err = serr;
         rc = -1;
     }
@@ -99,7 +107,7 @@ typedef struct Coord {
  * that are not done (at least one), as consecutive ids. */
 static int next_range(Coord *c, int64_t *first, int64_t *end, size_t max_chunk)
 {
-    while (c->next < c->plan->n_units && store_unit_done(c->store, c->next)) c->next++;
+    while (c->next < c->plan->n_units && unit_done(c->store, c->next)) c->next++;
     if (c->next >= c->plan->n_units) return 0;
     size_t want = c->remaining / (2 * (size_t)c->n_workers);
     if (want < 1) want = 1;
@@ -107,7 +115,7 @@ static int next_range(Coord *c, int64_t *first, int64_t *end, size_t max_chunk)
     *first = (int64_t)c->next;
     size_t got = 0;
     while (c->next < c->plan->n_units && got < want) {
-        if (!store_unit_done(c->store, c->next)) got++;
+        if (!unit_done(c->store, c->next)) got++;
         c->next++;
     }
     *end = (int64_t)c->next;
@@ -125,7 +133,7 @@ static int coordinator(const Plan *plan, Store *store, int null_work, double syn
     for (size_t u = 0; u < plan->n_units; u++) {
         size_t b = plan_unit(plan, u).block;
         total += b;
-        if (store_unit_done(store, u))
+        if (unit_done(store, u))
             done += b;
         else
             c.remaining++;
@@ -184,7 +192,7 @@ static int coordinator(const Plan *plan, Store *store, int null_work, double syn
         if (sync_waiting == c.n_workers) {
             /* Every worker is in store_sync: join them. */
             Err serr;
-            if (store_sync(store, NULL, 0, &serr)) {
+            if (sync_store(store, NULL, 0, &serr)) {
                 /* every rank got the same error: stop handing out work */
                 *err = serr;
                 c.stopping = 1;
@@ -206,7 +214,7 @@ static int coordinator(const Plan *plan, Store *store, int null_work, double syn
     /* The final sync: every worker entered it when told to stop. */
     Err serr;
     int rc = 0;
-    if (store_sync(store, NULL, 0, &serr)) {
+    if (sync_store(store, NULL, 0, &serr)) {
         *err = serr;
         rc = -1;
     }

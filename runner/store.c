@@ -30,8 +30,11 @@ typedef struct ExpDsets {
     hid_t done;                 /* uint8 [pair, slice] */
 } ExpDsets;
 
+#define STATE_LEN 32 /* bytes of /status and /finished */
+
 struct Store {
     const Plan *plan;
+    hid_t status, finished;       /* string [1] raw datasets: the run state */
     MPI_Comm comm;
     int rank;
     hid_t file;
@@ -141,6 +144,19 @@ static hid_t make_dset(hid_t loc, const char *name, hid_t type, int ndim, const 
 static int write_all(hid_t d, hid_t type, const void *data)
 {
     return H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ? -1 : 0;
+}
+
+/* Rank 0 writes the run state (raw data; the others skip). */
+static int write_state(Store *s, const char *status, const char *finished)
+{
+    if (s->rank != 0) return 0;
+    char buf[2][STATE_LEN] = {{0}};
+    snprintf(buf[0], STATE_LEN, "%s", status);
+    snprintf(buf[1], STATE_LEN, "%s", finished);
+    hid_t t = str_type(STATE_LEN);
+    int rc = write_all(s->status, t, buf[0]) || write_all(s->finished, t, buf[1]) ? -1 : 0;
+    H5Tclose(t);
+    return rc;
 }
 
 /* A 1-d int32 dimension scale named `name` in loc with the given values
@@ -459,9 +475,17 @@ static int create_file(Store *s, const char *path, const struct ModelConfig *mc,
         attr_str(r, "tool_version", PATCHGRID_VERSION) || attr_str(r, "engine", meta->engine) ||
         attr_str(r, "semantics", "huggingface: no TransformerLens weight processing") ||
         attr_str(r, "blas_core", meta->blas_core) || attr_int(r, "ranks", meta->ranks) ||
-        attr_str(r, "started", started) || attr_str(r, "finished", "") ||
-        attr_str(r, "status", "running"))
+        attr_str(r, "started", started))
         return h5fail(err, path, "cannot write attributes");
+    /* The run state changes after creation, so it lives in raw data: after
+     * store_open no metadata of the file is ever modified again. */
+    hsize_t one[1] = {1};
+    hid_t t = str_type(STATE_LEN);
+    s->status = make_dset(r, "status", t, 1, one, NULL);
+    s->finished = make_dset(r, "finished", t, 1, one, NULL);
+    H5Tclose(t);
+    if (s->status < 0 || s->finished < 0 || write_state(s, "running", ""))
+        return h5fail(err, path, "cannot create /status");
     const char *text[1] = {cfg->text};
     if (write_strings(r, "config_yaml", text, 1, 0, s->rank))
         return h5fail(err, path, "cannot write config_yaml");
@@ -558,8 +582,12 @@ static int open_existing(Store *s, const char *path, const StoreMeta *meta, Err 
         free(flags);
     }
     H5Gclose(eg);
-    if (rc == 0 && attr_str(s->file, "status", "running"))
-        rc = h5fail(err, path, "cannot update the status");
+    if (rc == 0) {
+        s->status = H5Dopen2(s->file, "status", H5P_DEFAULT);
+        s->finished = H5Dopen2(s->file, "finished", H5P_DEFAULT);
+        if (s->status < 0 || s->finished < 0 || write_state(s, "running", ""))
+            rc = h5fail(err, path, "cannot update /status");
+    }
     return rc;
 }
 
@@ -567,6 +595,8 @@ static int open_existing(Store *s, const char *path, const StoreMeta *meta, Err 
 
 static void close_handles(Store *s)
 {
+    if (s->status >= 0) H5Dclose(s->status);
+    if (s->finished >= 0) H5Dclose(s->finished);
     for (int m = 0; m < METRIC_COUNT; m++)
         if (s->baseline[m] >= 0) H5Dclose(s->baseline[m]);
     for (size_t e = 0; s->exps && e < s->plan->n_exps; e++) {
@@ -617,7 +647,7 @@ int store_open(Store **out, const char *path, const Plan *plan, const struct Mod
     Store *s = xcalloc(1, sizeof *s);
     s->plan = plan;
     s->comm = comm;
-    s->file = -1;
+    s->file = s->status = s->finished = -1;
     s->path = xstrdup(path);
     MPI_Comm_rank(comm, &s->rank);
     for (int m = 0; m < METRIC_COUNT; m++) s->baseline[m] = -1;
@@ -753,9 +783,8 @@ int store_close(Store *s, Err *err)
     if (s->rank == 0) iso_now(now);
     MPI_Bcast(now, sizeof now, MPI_CHAR, 0, s->comm);
     int rc = 0;
-    if (attr_str(s->file, "status", done == s->plan->n_units ? "complete" : "partial") ||
-        attr_str(s->file, "finished", now))
-        rc = h5fail(err, s->path, "cannot update the status");
+    if (write_state(s, done == s->plan->n_units ? "complete" : "partial", now))
+        rc = h5fail(err, s->path, "cannot update /status");
     rc = agree(s, rc, err);
     store_free(s);
     return rc;
