@@ -9,10 +9,13 @@
  * relative to the directory of the config file.
  *
  * cfg_resolve() then checks everything that needs the model: text is
- * tokenized (BOS prepended unless prepend_bos is false), answers must be
- * single tokens, a pair's clean and corrupted prompts must have the same
- * length, token ids, layers, heads and positions must be in range. Its errors
- * point at the YAML node (or JSONL line) that holds the bad value.
+ * tokenized (BOS prepended unless prepend_bos is false; special tokens such
+ * as <|endoftext|> in the text are read as such, like TransformerLens/HF),
+ * answers must be single tokens, a pair's clean and corrupted prompts must
+ * have the same length, token ids, layers, heads and named positions must be
+ * in range. An integer experiment position may be out of range for some
+ * pairs (their cells are not computed) but not for all. Its errors point at
+ * the YAML node (or JSONL line) that holds the bad value.
  *
  * The full schema is documented in docs/config.md.
  */
@@ -67,6 +70,9 @@ typedef struct CfgNamedPos {
     CfgMark mark;
 } CfgNamedPos;
 
+/* The four prompt fields of a pair, each given as text or as token ids. */
+typedef enum CfgField { CFG_CLEAN, CFG_CORRUPTED, CFG_ANSWER, CFG_WRONG, CFG_FIELD_COUNT } CfgField;
+
 typedef struct CfgPair {
     /* As given: text (NULL if ids were given) ... */
     char *clean_text, *corrupted_text, *answer_text, *wrong_text;
@@ -77,20 +83,34 @@ typedef struct CfgPair {
     CfgNamedPos *positions;     /* (n_positions) named positions of this pair */
     size_t n_positions;
     CfgMark mark;               /* the pair's node / JSONL line */
+    CfgMark field_mark[CFG_FIELD_COUNT]; /* where each field's value is written */
 } CfgPair;
+
+/* A layers/heads selection as written. cfg_load stores a listed selection in
+ * the experiment's layers/heads (sorted, distinct); for "all" and {from, to}
+ * those stay NULL until cfg_resolve, which checks the selection against the
+ * model and expands it. */
+typedef struct CfgSel {
+    int all;          /* "all" (the default): every layer/head of the model */
+    size_t from, to;  /* otherwise the smallest and largest selected, inclusive */
+    CfgMark to_mark;  /* where `to` is written: out-of-range errors point there */
+} CfgSel;
 
 typedef struct CfgExperiment {
     char *name;                 /* unique; "every" groups expand to NAME_<kind> */
     PatchKind kind;
-    int per_pos;                /* head kinds: 1 = (layer, pos, head), 0 = all positions */
+    int per_pos;                /* head kinds: 1 = (layer, pos, head), 0 = all positions;
+                                   always 1 for the (layer, pos) kinds */
     size_t *layers, n_layers;   /* resolved: sorted, distinct, < model layers */
     size_t *heads, n_heads;     /* head kinds only; resolved like layers */
-    CfgPos *positions;          /* NULL = every position; else the pos axis */
+    CfgSel layer_sel, head_sel; /* as written (head_sel: head kinds only) */
+    CfgPos *positions;          /* NULL = every position; else the pos axis, as written */
     size_t n_positions;
     PatchDir dir;
     PatchSource source;
     uint32_t metrics;           /* bit (1u << Metric) per metric */
-    CfgMark mark;
+    CfgMark mark;               /* the experiment's node ("every" groups: the group's) */
+    CfgMark source_mark;        /* the `source` value, or the experiment's node */
 } CfgExperiment;
 
 typedef struct Config {
@@ -103,11 +123,13 @@ typedef struct Config {
     int prepend_bos;            /* default 1 */
     uint64_t seed;              /* for resample; default 0 */
     size_t units_per_pair;      /* work-unit split hint (default 0 = automatic) */
+    size_t pairs_per_unit;      /* pairs per work unit (default 0 = automatic) */
     CfgPair *pairs;
     size_t n_pairs;
     CfgExperiment *exps;
     size_t n_exps;
     CfgMark model_mark, dataset_mark;
+    int resolved;               /* set by a successful cfg_resolve */
 } Config;
 
 /* Parses and validates what can be checked without the model. On error
@@ -116,7 +138,8 @@ int cfg_load(Config **out, const char *path, Err *err);
 
 /* Tokenizes and range-checks against the model (see the header comment).
  * tok may be NULL when every pair gives token ids. On error returns -1 and
- * err points at the offending node. */
+ * err points at the offending node; the Config may then be half resolved and
+ * is only fit for cfg_free. Call once per Config. */
 int cfg_resolve(Config *cfg, const struct ModelConfig *mc, struct Tok *tok, Err *err);
 
 void cfg_free(Config *cfg); /* accepts NULL */

@@ -20,11 +20,13 @@
 #include "store.h"
 #include "worker.h"
 
-/* Collective over MPI_COMM_WORLD. Null-work mode (w and store NULL): units
+/* Computes the units [first, end) that are not done yet (a part of the sweep,
+ * or all of it). Collective over MPI_COMM_WORLD. Null-work mode (w and store NULL): units
  * are handed out one per message and acknowledged but neither computed nor
  * written, and rank 0 prints the dispatch rate. Returns 0, or -1 with err set
  * on the rank that failed. */
-int coord_run(const Plan *plan, Store *store, Worker *w, double sync_interval, Err *err);
+int coord_run(const Plan *plan, Store *store, Worker *w, size_t first, size_t end,
+              double sync_interval, Err *err);
 
 /* Set by the signal handler of cmd_run: 1 once a stop was requested. */
 int run_stop_requested(void);

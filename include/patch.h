@@ -85,9 +85,26 @@ void patch_pair_free(PairRuns *r); /* accepts NULL */
  * clean run is 0; normalised logit difference is 1 (clean) and 0 (corrupted). */
 void patch_baseline(const PairRuns *r, float out[2 * METRIC_COUNT]);
 
-/* The metrics of every cell: out[c * METRIC_COUNT + metric] for the metrics
- * in exp->metrics (others are left untouched). Cells must be in range for
- * the model and pair. Returns 0, or -1 on an error from the model. */
+/* The cells of one pair to compute, with their source, and where the
+ * metrics go: out[c * METRIC_COUNT + metric] for the metrics in exp->metrics
+ * (others are left untouched). Cells must be in range for the model and pair. */
+typedef struct PatchJob {
+    const PairRuns *runs;
+    PatchSrc src;
+    const PatchCell *cells;
+    size_t n_cells;
+    float *out;
+} PatchJob;
+
+/* Computes the jobs of one experiment. The fast engine stacks the cells of
+ * all jobs (several pairs) into the same forward passes, so that matrix
+ * products see many rows; the results of a cell do not depend on which other
+ * cells share its batch beyond float rounding, and are bitwise the same for
+ * the same list of jobs. Returns 0, or -1 on an error from the model. */
+int patch_run(PatchEngine *e, const PatchExp *exp, const PatchJob *jobs, size_t n_jobs,
+              Err *err);
+
+/* patch_run of a single job. */
 int patch_cells(PatchEngine *e, const PairRuns *r, const PatchSrc *src, const PatchExp *exp,
                 const PatchCell *cells, size_t n_cells, float *out, Err *err);
 

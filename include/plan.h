@@ -3,10 +3,12 @@
  * Each experiment's results per metric are one array [pair, axes...] with the
  * axes in TransformerLens's order: (layer, pos) for the residual kinds,
  * (layer, head) for head kinds over all positions, (layer, pos, head) for
- * head kinds per position. A work unit is one pair x one experiment x one
- * block of layers ("slice"); its results are the contiguous block
- * [pair, layers of the slice, ...] of each metric's array. Units are numbered
- * pair-major, so consecutive units share a pair and its baseline runs.
+ * head kinds per position. A work unit is a block of consecutive pairs x one
+ * experiment x one block of layers ("slice"); its results are the hyperslab
+ * [pairs of the block, layers of the slice, ...] of each metric's array.
+ * Units are numbered block-major, so consecutive units share their pairs and
+ * the pairs' baseline runs. Several pairs per unit let the engine stack many
+ * cells into each matrix product.
  *
  * The plan depends only on the config and the model's shape, never on the
  * number of ranks: the same config gives the same units, the same batches
@@ -44,36 +46,44 @@ typedef struct Plan {
     size_t n_exps;
     size_t n_pairs;
     size_t max_tokens;           /* longest pair */
-    size_t units_per_pair;       /* sum of n_slices */
+    size_t pairs_per_unit;       /* pairs of a block (the last block may have fewer) */
+    size_t n_blocks;
+    size_t units_per_block;      /* sum of n_slices */
     size_t n_units;
     uint32_t metrics;            /* union of the experiments' metrics */
-    size_t *unit_exp, *unit_slice; /* (units_per_pair) unit k of a pair -> exp, slice */
+    size_t *unit_exp, *unit_slice; /* (units_per_block) unit k of a block -> exp, slice */
 } Plan;
 
 typedef struct PlanUnit {
-    size_t id, pair, exp, slice;
+    size_t id, block, exp, slice;
+    size_t pair0, pair1;         /* the pairs [pair0, pair1) */
     size_t layer0, layer1;       /* indices into the experiment's layer list */
-    size_t block;                /* floats per metric of this unit's result block */
-    size_t offset;               /* of the block in the [pair, ...] array, in floats */
+    size_t pair_vals;            /* floats per metric of one pair's part of the results */
+    size_t n_vals;               /* floats per metric of the unit: pairs x pair_vals */
 } PlanUnit;
 
-/* Builds the plan of a resolved config. cells_per_unit bounds the cells of
- * one unit (experiments are split into layer slices to stay under it;
- * config units_per_pair, when set, overrides); 0 picks the default. */
+/* Builds the plan of a resolved config. cells_per_unit is the cell count a
+ * unit aims at: experiments with more cells per pair are split into layer
+ * slices, smaller ones get several pairs per unit (the config's
+ * units_per_pair and pairs_per_unit, when set, decide instead); 0 picks the
+ * default. */
 int plan_build(Plan **out, const Config *cfg, const struct ModelConfig *mc, size_t cells_per_unit,
                Err *err);
 void plan_free(Plan *p); /* accepts NULL */
 
 PlanUnit plan_unit(const Plan *p, size_t id);
 
-/* The cells of a unit that exist for its pair, in block order; block_idx[i]
- * is cell i's index in the unit's result block (cells of positions a pair
- * does not have are left out, so their results stay NaN). Both arrays must
- * hold u->block entries. Returns the number of cells. */
-size_t plan_unit_cells(const Plan *p, const PlanUnit *u, PatchCell *cells, size_t *block_idx);
+/* The cells of a unit for one of its pairs, in result order; block_idx[i]
+ * is cell i's index in that pair's part of the results (u->pair_vals
+ * floats; cells of positions the pair does not have are left out, so their
+ * results stay NaN). Both arrays must hold u->pair_vals entries. Returns the
+ * number of cells. */
+size_t plan_unit_cells(const Plan *p, const PlanUnit *u, size_t pair, PatchCell *cells,
+                       size_t *block_idx);
 
-/* The largest block of any unit. */
-size_t plan_max_block(const Plan *p);
+/* The largest pair_vals and n_vals of any unit. */
+size_t plan_max_pair_vals(const Plan *p);
+size_t plan_max_vals(const Plan *p);
 
 /* The layer / head index of axis entry i (resolved lists of the experiment). */
 size_t plan_layer(const PlanExp *x, size_t i);

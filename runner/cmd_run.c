@@ -32,7 +32,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: patchgrid run CONFIG.yaml [-o OUT.h5] [--naive] [--overwrite]\n"
-            "                     [--plan-only] [--null-work] [--sync-interval SECONDS]\n"
+            "                     [--part K/N] [--plan-only] [--null-work]\n"
+            "                     [--sync-interval SECONDS]\n"
             "       mpirun -np N patchgrid run CONFIG.yaml ...\n"
             "\n"
             "Runs the activation-patching sweep described by CONFIG (see docs/config.md)\n"
@@ -43,6 +44,9 @@ static void usage(FILE *f)
             "  --naive                one full forward pass per cell, TransformerLens's way\n"
             "                         (the reference the fast engine is tested against)\n"
             "  --overwrite            start over even if OUT.h5 holds another sweep\n"
+            "  --part K/N             compute only part K (0-based) of N of the units, for job\n"
+            "                         arrays: the file has the whole sweep's layout, and\n"
+            "                         `patchgrid merge` combines the N part files\n"
             "  --plan-only            print the work units and the work, compute nothing\n"
             "  --null-work            hand out every unit without computing or writing it:\n"
             "                         measures the coordinator's dispatch rate\n"
@@ -56,6 +60,7 @@ static void usage(FILE *f)
 typedef struct Args {
     const char *config, *output;
     int naive, overwrite, plan_only, null_work;
+    long part, parts;   /* --part K/N; 0/1 = everything */
     double sync_interval;
 } Args;
 
@@ -63,6 +68,7 @@ static int parse_args(Args *a, int argc, char **argv, int rank)
 {
     memset(a, 0, sizeof *a);
     a->sync_interval = 10.0;
+    a->parts = 1;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (strcmp(o, "-o") == 0 || strcmp(o, "--output") == 0) {
@@ -74,6 +80,14 @@ static int parse_args(Args *a, int argc, char **argv, int rank)
             a->overwrite = 1;
         } else if (strcmp(o, "--plan-only") == 0) {
             a->plan_only = 1;
+        } else if (strcmp(o, "--part") == 0) {
+            char *end;
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            a->part = strtol(v, &end, 10);
+            if (end == v || *end != '/' ||
+                (a->parts = strtol(end + 1, &end, 10), *end != '\0') || a->parts < 1 ||
+                a->part < 0 || a->part >= a->parts)
+                return rank == 0 ? cli_usage_error("run", "--part needs K/N with 0 <= K < N") : 2;
         } else if (strcmp(o, "--null-work") == 0) {
             a->null_work = 1;
         } else if (strcmp(o, "--sync-interval") == 0) {
@@ -229,7 +243,7 @@ static void print_plan(const Setup *s, int ranks)
     printf("config      %s\nmodel       %s\noutput      %s\npairs       %zu (longest %zu "
            "tokens)\n",
            cfg->path, cfg->model_dir, cfg->output, p->n_pairs, p->max_tokens);
-    printf("\n%-24s %-10s %-18s %-10s %-8s %s\n", "experiment", "patch", "axes", "cells/pair",
+    printf("\n%-24s %-10s %-26s %-10s %-8s %s\n", "experiment", "patch", "axes", "cells/pair",
            "units", "direction, source");
     size_t total = 0;
     for (size_t e = 0; e < p->n_exps; e++) {
@@ -238,13 +252,13 @@ static void print_plan(const Setup *s, int ranks)
         for (size_t a = 0; a < x->n_axes; a++)
             snprintf(axes + strlen(axes), sizeof axes - strlen(axes), "%s%s=%zu", a ? "," : "",
                      plan_axis_name(x->axes[a]), x->dims[a]);
-        printf("%-24s %-10s %-18s %-10zu %-8zu %s, %s\n", x->cfg->name,
-               cfg_patch_name(x->cfg->kind), axes, x->cells, x->n_slices * p->n_pairs,
+        printf("%-24s %-10s %-26s %-10zu %-8zu %s, %s\n", x->cfg->name,
+               cfg_patch_name(x->cfg->kind), axes, x->cells, x->n_slices * p->n_blocks,
                cfg_dir_name(x->cfg->dir), cfg_source_name(x->cfg->source));
         total += x->cells * p->n_pairs;
     }
-    printf("\nunits       %zu (%zu per pair, numbered pair-major)\ncells       %zu\n", p->n_units,
-           p->units_per_pair, total);
+    printf("\nunits       %zu (%zu pairs x %zu experiment slices each)\ncells       %zu\n",
+           p->n_units, p->pairs_per_unit, p->units_per_block, total);
     printf("forward passes a TransformerLens loop would run: %zu (+ 2 per pair for baselines)\n",
            total);
     printf("ranks       %d (%s)\n", ranks, ranks > 1 ? "rank 0 coordinates" : "one process");
@@ -278,12 +292,13 @@ static double now(void)
 
 /* ---- one rank: every unit in order ------------------------------------------- */
 
-static int run_alone(const Setup *s, Store *store, Worker *w, double sync_interval, Err *err)
+static int run_alone(const Setup *s, Store *store, Worker *w, size_t first, size_t end,
+                     double sync_interval, Err *err)
 {
     const Plan *p = s->plan;
     size_t total = 0, done = 0;
-    for (size_t u = 0; u < p->n_units; u++) {
-        size_t b = plan_unit(p, u).block;
+    for (size_t u = first; u < end; u++) {
+        size_t b = plan_unit(p, u).n_vals;
         total += b;
         if (store_unit_done(store, u)) done += b;
     }
@@ -291,12 +306,12 @@ static int run_alone(const Setup *s, Store *store, Worker *w, double sync_interv
     size_t *pending = xcalloc(p->n_units ? p->n_units : 1, sizeof *pending), n_pending = 0;
     double last_sync = now();
     int rc = 0;
-    for (size_t u = 0; u < p->n_units && rc == 0 && !run_stop_requested(); u++) {
+    for (size_t u = first; u < end && rc == 0 && !run_stop_requested(); u++) {
         if (store_unit_done(store, u)) continue;
         rc = worker_run_unit(w, store, u, err);
         if (rc) break;
         pending[n_pending++] = u;
-        done += plan_unit(p, u).block;
+        done += plan_unit(p, u).n_vals;
         if (now() - last_sync >= sync_interval) {
             rc = store_sync(store, pending, n_pending, err);
             n_pending = 0;
@@ -343,10 +358,22 @@ int cmd_run(int argc, char **argv)
     int32_t *partner = NULL;
     rc = 1;
     if (agree(setup_load(&s, &a, &err), &err, rank)) goto out;
+    /* A part of a job array: a contiguous range of pair blocks. */
+    size_t nb = s.plan->n_blocks, upb = s.plan->units_per_block;
+    size_t first = (size_t)a.part * nb / (size_t)a.parts * upb;
+    size_t end = ((size_t)a.part + 1) * nb / (size_t)a.parts * upb;
     if (a.plan_only || a.null_work) {
         if (rank == 0 && a.plan_only) print_plan(&s, size);
+        if (rank == 0 && a.plan_only && a.parts > 1)
+            printf("part        %ld/%ld: units %zu..%zu (pairs %zu..%zu)\n", a.part, a.parts,
+                   first, end ? end - 1 : 0, first / upb * s.plan->pairs_per_unit,
+                   end / upb * s.plan->pairs_per_unit < s.plan->n_pairs
+                       ? end / upb * s.plan->pairs_per_unit - 1
+                       : s.plan->n_pairs - 1);
         /* Null work measures dispatch alone: no store, no computation. */
-        rc = a.null_work ? (agree(coord_run(s.plan, NULL, NULL, 0, &err), &err, rank) ? 1 : 0) : 0;
+        rc = a.null_work
+                 ? (agree(coord_run(s.plan, NULL, NULL, first, end, 0, &err), &err, rank) ? 1 : 0)
+                 : 0;
         goto out;
     }
     if (rank == 0) {
@@ -386,8 +413,8 @@ int cmd_run(int argc, char **argv)
 
     double t0 = now();
     w = worker_new(s.model, s.plan, a.naive);
-    int work_rc = size == 1 ? run_alone(&s, store, w, a.sync_interval, &err)
-                            : coord_run(s.plan, store, w, a.sync_interval, &err);
+    int work_rc = size == 1 ? run_alone(&s, store, w, first, end, a.sync_interval, &err)
+                            : coord_run(s.plan, store, w, first, end, a.sync_interval, &err);
     /* Gather the work counters for the summary. */
     PatchStats st = worker_stats(w);
     double mine[3] = {(double)st.cells, (double)st.noop_cells, st.flops}, sum[3];

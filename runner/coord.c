@@ -70,7 +70,7 @@ static int worker_loop(const Plan *plan, Store *store, Worker *w, Err *err)
         for (size_t u = (size_t)msg[1]; u < (size_t)msg[2]; u++) {
             if (failed || run_stop_requested()) break; /* the rest waits for the next run */
             if (unit_done(store, u)) continue;
-            size_t block = plan_unit(plan, u).block;
+            size_t block = plan_unit(plan, u).n_vals;
             if (w != NULL) {
                 if (worker_run_unit(w, store, u, err)) {
                     failed = 1;
@@ -96,7 +96,7 @@ static int worker_loop(const Plan *plan, Store *store, Worker *w, Err *err)
 typedef struct Coord {
     const Plan *plan;
     const Store *store;
-    size_t next;         /* lowest unit id not handed out */
+    size_t next, end;    /* units [next, end) are not handed out yet */
     size_t remaining;    /* units not done and not handed out */
     int n_workers;
     int stopping;        /* no more work: a signal, an error, or all handed out */
@@ -107,14 +107,14 @@ typedef struct Coord {
  * that are not done (at least one), as consecutive ids. */
 static int next_range(Coord *c, int64_t *first, int64_t *end, size_t max_chunk)
 {
-    while (c->next < c->plan->n_units && unit_done(c->store, c->next)) c->next++;
-    if (c->next >= c->plan->n_units) return 0;
+    while (c->next < c->end && unit_done(c->store, c->next)) c->next++;
+    if (c->next >= c->end) return 0;
     size_t want = c->remaining / (2 * (size_t)c->n_workers);
     if (want < 1) want = 1;
     if (want > max_chunk) want = max_chunk;
     *first = (int64_t)c->next;
     size_t got = 0;
-    while (c->next < c->plan->n_units && got < want) {
+    while (c->next < c->end && got < want) {
         if (!unit_done(c->store, c->next)) got++;
         c->next++;
     }
@@ -123,15 +123,15 @@ static int next_range(Coord *c, int64_t *first, int64_t *end, size_t max_chunk)
     return 1;
 }
 
-static int coordinator(const Plan *plan, Store *store, int null_work, double sync_interval,
-                       Err *err)
+static int coordinator(const Plan *plan, Store *store, int null_work, size_t first, size_t end,
+                       double sync_interval, Err *err)
 {
     int size;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    Coord c = {.plan = plan, .store = store, .n_workers = size - 1};
+    Coord c = {.plan = plan, .store = store, .next = first, .end = end, .n_workers = size - 1};
     size_t total = 0, done = 0;
-    for (size_t u = 0; u < plan->n_units; u++) {
-        size_t b = plan_unit(plan, u).block;
+    for (size_t u = first; u < end; u++) {
+        size_t b = plan_unit(plan, u).n_vals;
         total += b;
         if (unit_done(store, u))
             done += b;
@@ -222,12 +222,13 @@ static int coordinator(const Plan *plan, Store *store, int null_work, double syn
     return rc;
 }
 
-int coord_run(const Plan *plan, Store *store, Worker *w, double sync_interval, Err *err)
+int coord_run(const Plan *plan, Store *store, Worker *w, size_t first, size_t end,
+              double sync_interval, Err *err)
 {
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (size == 1) return err_set(err, "null-work mode needs at least 2 ranks");
-    if (rank == 0) return coordinator(plan, store, w == NULL, sync_interval, err);
+    if (rank == 0) return coordinator(plan, store, w == NULL, first, end, sync_interval, err);
     return worker_loop(plan, store, w, err);
 }

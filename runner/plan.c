@@ -6,7 +6,8 @@
 
 #include "model.h"
 
-#define DEFAULT_CELLS_PER_UNIT 1024
+#define DEFAULT_CELLS_PER_UNIT 2048
+#define MAX_PAIRS_PER_UNIT 64
 
 const char *plan_axis_name(PlanAxisKind a)
 {
@@ -65,11 +66,28 @@ int plan_build(Plan **out, const Config *cfg, const ModelConfig *mc, size_t cell
         if (slices < 1) slices = 1;
         x->layers_per_slice = (nl + slices - 1) / slices;
         x->n_slices = (nl + x->layers_per_slice - 1) / x->layers_per_slice;
-        p->units_per_pair += x->n_slices;
+        p->units_per_block += x->n_slices;
     }
-    p->n_units = xmul(p->units_per_pair, p->n_pairs);
-    p->unit_exp = xcalloc(p->units_per_pair, sizeof(size_t));
-    p->unit_slice = xcalloc(p->units_per_pair, sizeof(size_t));
+    /* Pairs per unit: enough that the largest slice of any experiment, times
+     * the pairs, reaches the target (more rows per matrix product). */
+    size_t ppu = cfg->pairs_per_unit;
+    if (ppu == 0) {
+        size_t biggest = 1;
+        for (size_t e = 0; e < p->n_exps; e++) {
+            const PlanExp *x = &p->exps[e];
+            size_t per_slice = x->layers_per_slice * (x->cells / x->dims[0]);
+            if (per_slice > biggest) biggest = per_slice;
+        }
+        ppu = cells_per_unit / biggest;
+        if (ppu > MAX_PAIRS_PER_UNIT) ppu = MAX_PAIRS_PER_UNIT;
+    }
+    if (ppu < 1) ppu = 1;
+    if (ppu > p->n_pairs) ppu = p->n_pairs;
+    p->pairs_per_unit = ppu;
+    p->n_blocks = (p->n_pairs + ppu - 1) / ppu;
+    p->n_units = xmul(p->units_per_block, p->n_blocks);
+    p->unit_exp = xcalloc(p->units_per_block, sizeof(size_t));
+    p->unit_slice = xcalloc(p->units_per_block, sizeof(size_t));
     size_t k = 0;
     for (size_t e = 0; e < p->n_exps; e++)
         for (size_t s = 0; s < p->exps[e].n_slices; s++, k++) {
@@ -92,21 +110,24 @@ void plan_free(Plan *p)
 PlanUnit plan_unit(const Plan *p, size_t id)
 {
     CHECK(id < p->n_units);
-    PlanUnit u = {.id = id, .pair = id / p->units_per_pair};
-    size_t k = id % p->units_per_pair;
+    PlanUnit u = {.id = id, .block = id / p->units_per_block};
+    size_t k = id % p->units_per_block;
     u.exp = p->unit_exp[k];
     u.slice = p->unit_slice[k];
+    u.pair0 = u.block * p->pairs_per_unit;
+    u.pair1 = u.pair0 + p->pairs_per_unit;
+    if (u.pair1 > p->n_pairs) u.pair1 = p->n_pairs;
     const PlanExp *x = &p->exps[u.exp];
     size_t per_layer = x->cells / x->dims[0];
     u.layer0 = u.slice * x->layers_per_slice;
     u.layer1 = u.layer0 + x->layers_per_slice;
     if (u.layer1 > x->dims[0]) u.layer1 = x->dims[0];
-    u.block = (u.layer1 - u.layer0) * per_layer;
-    u.offset = u.pair * x->cells + u.layer0 * per_layer;
+    u.pair_vals = (u.layer1 - u.layer0) * per_layer;
+    u.n_vals = (u.pair1 - u.pair0) * u.pair_vals;
     return u;
 }
 
-size_t plan_max_block(const Plan *p)
+size_t plan_max_pair_vals(const Plan *p)
 {
     size_t m = 0;
     for (size_t e = 0; e < p->n_exps; e++) {
@@ -117,6 +138,8 @@ size_t plan_max_block(const Plan *p)
     return m;
 }
 
+size_t plan_max_vals(const Plan *p) { return p->pairs_per_unit * plan_max_pair_vals(p); }
+
 /* The position of pos-axis entry i for a pair, or -1 if the pair lacks it. */
 static long pos_of(const PlanExp *x, const CfgPair *pair, size_t i)
 {
@@ -124,10 +147,12 @@ static long pos_of(const PlanExp *x, const CfgPair *pair, size_t i)
     return cfg_pos_index(&x->cfg->positions[i], pair);
 }
 
-size_t plan_unit_cells(const Plan *p, const PlanUnit *u, PatchCell *cells, size_t *block_idx)
+size_t plan_unit_cells(const Plan *p, const PlanUnit *u, size_t pair_id, PatchCell *cells,
+                       size_t *block_idx)
 {
     const PlanExp *x = &p->exps[u->exp];
-    const CfgPair *pair = &p->cfg->pairs[u->pair];
+    CHECK(pair_id >= u->pair0 && pair_id < u->pair1);
+    const CfgPair *pair = &p->cfg->pairs[pair_id];
     size_t n_heads = x->axes[x->n_axes - 1] == AXIS_HEAD ? x->dims[x->n_axes - 1] : 0;
     size_t n = 0, idx = 0;
     for (size_t li = u->layer0; li < u->layer1; li++) {
@@ -144,6 +169,6 @@ size_t plan_unit_cells(const Plan *p, const PlanUnit *u, PatchCell *cells, size_
             }
         }
     }
-    CHECK(idx == u->block);
+    CHECK(idx == u->pair_vals);
     return n;
 }

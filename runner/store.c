@@ -566,19 +566,18 @@ static int open_existing(Store *s, const char *path, const StoreMeta *meta, Err 
             rc = h5fail(err, path, "cannot read the done flags");
             break;
         }
-        /* Units are numbered pair-major: pair * units_per_pair + k. */
-        size_t k0 = 0;
-        for (size_t k = 0; k < p->units_per_pair; k++)
-            if (p->unit_exp[k] == e) {
-                k0 = k;
-                break;
+        /* A unit is done when the flags of all its pairs are (they are
+         * written together). */
+        for (size_t id = 0; id < p->n_units; id++) {
+            PlanUnit u = plan_unit(p, id);
+            if (u.exp != e) continue;
+            int all = 1;
+            for (size_t pr = u.pair0; pr < u.pair1; pr++) all &= flags[pr * x->n_slices + u.slice] != 0;
+            if (all) {
+                s->done[id] = 1;
+                s->n_done++;
             }
-        for (size_t pr = 0; pr < p->n_pairs; pr++)
-            for (size_t sl = 0; sl < x->n_slices; sl++)
-                if (flags[pr * x->n_slices + sl]) {
-                    s->done[pr * p->units_per_pair + k0 + sl] = 1;
-                    s->n_done++;
-                }
+        }
         free(flags);
     }
     H5Gclose(eg);
@@ -705,12 +704,12 @@ int store_write_unit(Store *s, const PlanUnit *u, const float *vals, Err *err)
 {
     const PlanExp *x = &s->plan->exps[u->exp];
     const ExpDsets *ed = &s->exps[u->exp];
-    /* The unit's block is contiguous in the [pair, ...] array: write it as a
-     * hyperslab of the flattened dataset. */
-    hsize_t start[1 + PLAN_MAX_AXES] = {u->pair, u->layer0}, count[1 + PLAN_MAX_AXES] = {1,
-                                                                                     u->layer1 - u->layer0};
+    /* The unit's results are the hyperslab [pairs, layers of the slice, ...],
+     * laid out in memory in the same order. */
+    hsize_t start[1 + PLAN_MAX_AXES] = {u->pair0, u->layer0};
+    hsize_t count[1 + PLAN_MAX_AXES] = {u->pair1 - u->pair0, u->layer1 - u->layer0};
     for (size_t a = 1; a < x->n_axes; a++) start[1 + a] = 0, count[1 + a] = x->dims[a];
-    hsize_t mdims[1] = {u->block};
+    hsize_t mdims[1] = {u->n_vals};
     hid_t ms = H5Screate_simple(1, mdims, NULL);
     int rc = 0;
     for (int m = 0; m < METRIC_COUNT && rc == 0; m++) {
@@ -718,7 +717,7 @@ int store_write_unit(Store *s, const PlanUnit *u, const float *vals, Err *err)
         hid_t fs = H5Dget_space(ed->metric[m]);
         if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
             H5Dwrite(ed->metric[m], H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT,
-                     vals + (size_t)m * u->block) < 0)
+                     vals + (size_t)m * u->n_vals) < 0)
             rc = h5fail(err, s->path, "cannot write results");
         H5Sclose(fs);
     }
@@ -748,25 +747,24 @@ int store_sync(Store *s, const size_t *units, size_t n_units, Err *err)
     int rc = 0;
     if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) rc = h5fail(err, s->path, "cannot flush");
     /* The data of these units is now in the file: only now mark them. */
-    uint8_t one = 1;
-    hsize_t mdims[1] = {1};
-    hid_t ms = H5Screate_simple(1, mdims, NULL);
+    uint8_t *ones = xmalloc(s->plan->pairs_per_unit);
+    memset(ones, 1, s->plan->pairs_per_unit);
     for (size_t i = 0; i < n_units && rc == 0; i++) {
         PlanUnit u = plan_unit(s->plan, units[i]);
-        hsize_t start[2] = {u.pair, u.slice}, count[2] = {1, 1};
+        hsize_t start[2] = {u.pair0, u.slice}, count[2] = {u.pair1 - u.pair0, 1};
+        hsize_t mdims[1] = {u.pair1 - u.pair0};
+        hid_t ms = H5Screate_simple(1, mdims, NULL);
         hid_t fs = H5Dget_space(s->exps[u.exp].done);
         if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-            H5Dwrite(s->exps[u.exp].done, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, &one) < 0)
+            H5Dwrite(s->exps[u.exp].done, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, ones) < 0)
             rc = h5fail(err, s->path, "cannot write done flags");
         H5Sclose(fs);
+        H5Sclose(ms);
         if (!s->done[units[i]]) s->done[units[i]] = 1, s->n_done++;
     }
-    H5Sclose(ms);
+    free(ones);
     if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0 && rc == 0)
         rc = h5fail(err, s->path, "cannot flush");
-    /* Every rank learns every unit marked done (the coordinator needs it). */
-    unsigned long long mine = s->n_done;
-    (void)mine;
     return agree(s, rc, err);
 }
 

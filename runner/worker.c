@@ -11,11 +11,13 @@ struct Worker {
     const Model *m;
     const Plan *plan;
     PatchEngine *engine;
-    PairRuns *runs;        /* baselines of pair `runs_pair` */
-    size_t runs_pair;
-    PairRuns *partner;     /* resample source: runs of pair `partner_pair` */
-    size_t partner_pair;
+    size_t runs_pair0;     /* runs[i] are the baselines of pair runs_pair0 + i */
+    size_t n_runs;
+    PairRuns **runs;       /* (pairs_per_unit) */
+    PairRuns **partner;    /* (pairs_per_unit) resample sources outside the block */
+    size_t *partner_pair;  /* (pairs_per_unit) whose runs partner[i] holds */
     PatchMean *mean[2];    /* dataset means of the clean / corrupted runs */
+    PatchJob *jobs;        /* (pairs_per_unit) */
     PatchCell *cells;      /* (max_block) */
     size_t *block_idx;     /* (max_block) */
     float *cell_vals;      /* (max_block, METRIC_COUNT) */
@@ -31,23 +33,42 @@ Worker *worker_new(const Model *m, const Plan *plan, int naive)
     for (size_t e = 0; e < plan->n_exps; e++) exps[e] = plan->exps[e].px;
     w->engine = patch_new(m, exps, plan->n_exps, naive, 0);
     free(exps);
-    size_t mb = plan_max_block(plan);
+    size_t ppu = plan->pairs_per_unit, mb = plan_max_vals(plan);
+    w->runs = xcalloc(ppu, sizeof *w->runs);
+    w->partner = xcalloc(ppu, sizeof *w->partner);
+    w->partner_pair = xcalloc(ppu, sizeof *w->partner_pair);
+    for (size_t i = 0; i < ppu; i++) w->partner_pair[i] = SIZE_MAX;
+    w->jobs = xcalloc(ppu, sizeof *w->jobs);
     w->cells = xcalloc(mb, sizeof *w->cells);
     w->block_idx = xcalloc(mb, sizeof *w->block_idx);
     w->cell_vals = xcalloc(xmul(mb, METRIC_COUNT), sizeof(float));
     w->vals = xcalloc(xmul(mb, METRIC_COUNT), sizeof(float));
-    w->runs_pair = w->partner_pair = SIZE_MAX;
+    w->runs_pair0 = SIZE_MAX;
     return w;
+}
+
+static void drop_runs(Worker *w)
+{
+    for (size_t i = 0; i < w->n_runs; i++) {
+        patch_pair_free(w->runs[i]);
+        w->runs[i] = NULL;
+    }
+    w->n_runs = 0;
+    w->runs_pair0 = SIZE_MAX;
 }
 
 void worker_free(Worker *w)
 {
     if (w == NULL) return;
-    patch_pair_free(w->runs);
-    patch_pair_free(w->partner);
+    drop_runs(w);
+    for (size_t i = 0; i < w->plan->pairs_per_unit; i++) patch_pair_free(w->partner[i]);
     patch_mean_free(w->mean[0]);
     patch_mean_free(w->mean[1]);
     patch_free(w->engine);
+    free(w->runs);
+    free(w->partner);
+    free(w->partner_pair);
+    free(w->jobs);
     free(w->cells);
     free(w->block_idx);
     free(w->cell_vals);
@@ -63,15 +84,51 @@ static PatchPair pair_of(const CfgPair *p)
                        .answer = p->answer, .wrong = p->wrong};
 }
 
-static int runs_for(Worker *w, size_t pair, PairRuns **runs, size_t *cached, Err *err)
+static int pair_runs(Worker *w, size_t pair, PairRuns **out, Err *err)
 {
-    if (*cached == pair) return 0;
-    patch_pair_free(*runs);
-    *runs = NULL;
-    *cached = SIZE_MAX;
     PatchPair pp = pair_of(&w->plan->cfg->pairs[pair]);
-    if (patch_pair_runs(w->engine, &pp, runs, err)) return err_prefix(err, "pair %zu: ", pair);
-    *cached = pair;
+    if (patch_pair_runs(w->engine, &pp, out, err)) return err_prefix(err, "pair %zu: ", pair);
+    return 0;
+}
+
+/* Baselines of the unit's pairs (kept while consecutive units share them),
+ * written to the store when computed. */
+static int block_runs(Worker *w, Store *store, const PlanUnit *u, Err *err)
+{
+    if (w->runs_pair0 == u->pair0 && w->n_runs == u->pair1 - u->pair0) return 0;
+    drop_runs(w);
+    for (size_t p = u->pair0; p < u->pair1; p++) {
+        if (pair_runs(w, p, &w->runs[w->n_runs], err)) {
+            drop_runs(w);
+            return -1;
+        }
+        w->n_runs++;
+        float base[2 * METRIC_COUNT];
+        patch_baseline(w->runs[w->n_runs - 1], base);
+        if (store_write_baseline(store, p, base, err)) {
+            drop_runs(w);
+            return -1;
+        }
+    }
+    w->runs_pair0 = u->pair0;
+    return 0;
+}
+
+/* The runs of pair j, as the resample source of slot i of the block. */
+static int partner_runs(Worker *w, size_t i, size_t j, const PairRuns **out, Err *err)
+{
+    if (j >= w->runs_pair0 && j < w->runs_pair0 + w->n_runs) {
+        *out = w->runs[j - w->runs_pair0];
+        return 0;
+    }
+    if (w->partner_pair[i] != j) {
+        patch_pair_free(w->partner[i]);
+        w->partner[i] = NULL;
+        w->partner_pair[i] = SIZE_MAX;
+        if (pair_runs(w, j, &w->partner[i], err)) return -1;
+        w->partner_pair[i] = j;
+    }
+    *out = w->partner[i];
     return 0;
 }
 
@@ -120,39 +177,45 @@ int worker_run_unit(Worker *w, Store *store, size_t id, Err *err)
     const Plan *plan = w->plan;
     PlanUnit u = plan_unit(plan, id);
     const PlanExp *x = &plan->exps[u.exp];
-    int new_pair = w->runs_pair != u.pair;
-    if (runs_for(w, u.pair, &w->runs, &w->runs_pair, err)) return -1;
-    if (new_pair) {
-        float base[2 * METRIC_COUNT];
-        patch_baseline(w->runs, base);
-        if (store_write_baseline(store, u.pair, base, err)) return -1;
-    }
+    if (block_runs(w, store, &u, err)) return -1;
     /* The source run kind: the clean run's activations go into the
      * corrupted run when denoising, and the other way round. */
     int src_run = x->px.dir == DIR_DENOISING ? PATCH_RUN_CLEAN : PATCH_RUN_CORRUPTED;
-    PatchSrc src = {0};
-    switch (x->px.source) {
-    case SRC_OTHER: src = (PatchSrc){.runs = w->runs, .run = src_run}; break;
-    case SRC_ZERO: break;
-    case SRC_MEAN:
-        if (mean_for(w, src_run, &src.mean, err)) return -1;
-        break;
-    case SRC_RESAMPLE: {
-        long j = worker_resample_partner(plan->cfg, u.pair);
-        CHECK(j >= 0); /* checked when the run starts */
-        if (runs_for(w, (size_t)j, &w->partner, &w->partner_pair, err)) return -1;
-        src = (PatchSrc){.runs = w->partner, .run = src_run};
-        break;
+    const PatchMean *mean = NULL;
+    if (x->px.source == SRC_MEAN && mean_for(w, src_run, &mean, err)) return -1;
+    size_t n_pairs = u.pair1 - u.pair0, off = 0;
+    for (size_t i = 0; i < n_pairs; i++) {
+        size_t pair = u.pair0 + i;
+        PatchJob *job = &w->jobs[i];
+        *job = (PatchJob){.runs = w->runs[i], .cells = w->cells + off,
+                          .out = w->cell_vals + off * METRIC_COUNT};
+        switch (x->px.source) {
+        case SRC_OTHER: job->src = (PatchSrc){.runs = w->runs[i], .run = src_run}; break;
+        case SRC_ZERO: break;
+        case SRC_MEAN: job->src = (PatchSrc){.mean = mean}; break;
+        case SRC_RESAMPLE: {
+            long j = worker_resample_partner(plan->cfg, pair);
+            CHECK(j >= 0); /* checked when the run starts */
+            if (partner_runs(w, i, (size_t)j, &job->src.runs, err)) return -1;
+            job->src.run = src_run;
+            break;
+        }
+        }
+        job->n_cells = plan_unit_cells(plan, &u, pair, w->cells + off, w->block_idx + off);
+        off += job->n_cells;
     }
+    if (patch_run(w->engine, &x->px, w->jobs, n_pairs, err))
+        return err_prefix(err, "pairs %zu..%zu, experiment %s: ", u.pair0, u.pair1 - 1,
+                          x->cfg->name);
+    for (size_t i = 0; i < (size_t)METRIC_COUNT * u.n_vals; i++) w->vals[i] = NAN;
+    for (size_t i = 0; i < n_pairs; i++) {
+        const PatchJob *job = &w->jobs[i];
+        size_t first = (size_t)(job->cells - w->cells);
+        for (size_t c = 0; c < job->n_cells; c++)
+            for (int m = 0; m < METRIC_COUNT; m++)
+                if (x->px.metrics & (1u << m))
+                    w->vals[(size_t)m * u.n_vals + i * u.pair_vals + w->block_idx[first + c]] =
+                        job->out[c * METRIC_COUNT + (size_t)m];
     }
-    size_t n = plan_unit_cells(plan, &u, w->cells, w->block_idx);
-    if (patch_cells(w->engine, w->runs, &src, &x->px, w->cells, n, w->cell_vals, err))
-        return err_prefix(err, "pair %zu, experiment %s: ", u.pair, x->cfg->name);
-    for (size_t i = 0; i < (size_t)METRIC_COUNT * u.block; i++) w->vals[i] = NAN;
-    for (size_t i = 0; i < n; i++)
-        for (int m = 0; m < METRIC_COUNT; m++)
-            if (x->px.metrics & (1u << m))
-                w->vals[(size_t)m * u.block + w->block_idx[i]] =
-                    w->cell_vals[i * METRIC_COUNT + (size_t)m];
     return store_write_unit(store, &u, w->vals, err);
 }

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_MAX_ROWS 2048
+#define DEFAULT_MAX_ROWS 4096
 
 struct PatchEngine {
     const Model *m;
@@ -304,8 +304,13 @@ void patch_baseline(const PairRuns *r, float out[2 * METRIC_COUNT])
 
 /* ---- fast engine ---------------------------------------------------------- */
 
+static int base_run_of(const PatchExp *x)
+{
+    return x->dir == DIR_DENOISING ? PATCH_RUN_CORRUPTED : PATCH_RUN_CLEAN;
+}
+
 typedef struct CellPlan {
-    size_t cell;        /* index into the caller's cells */
+    size_t job, cell;   /* the caller's job and its cell */
     size_t entry_layer; /* layer the segment enters */
     size_t start;       /* first position recomputed */
     Slice slice;
@@ -313,10 +318,8 @@ typedef struct CellPlan {
 
 typedef struct FillCtx {
     const ModelConfig *c;
-    const PairRuns *r;
-    const Fwd *base;
-    const PatchSrc *src;
     const PatchExp *exp;
+    const PatchJob *jobs;
     const CellPlan *plans; /* (segments of this forward) */
 } FillCtx;
 
@@ -324,7 +327,9 @@ static void fill(void *vctx, size_t seg, HookKind kind, size_t layer, float *dst
 {
     const FillCtx *x = vctx;
     const CellPlan *p = &x->plans[seg];
-    size_t T = x->r->T, start = p->start, rows = T - start;
+    const PatchJob *job = &x->jobs[p->job];
+    const Fwd *base_run = job->runs->run[base_run_of(x->exp)];
+    size_t T = job->runs->T, start = p->start, rows = T - start;
     /* resid_post of layer l enters as resid_pre of layer l + 1 */
     HookKind from = kind;
     size_t from_layer = layer;
@@ -332,7 +337,7 @@ static void fill(void *vctx, size_t seg, HookKind kind, size_t layer, float *dst
         from = HOOK_RESID_POST;
         from_layer = layer - 1;
     }
-    const float *base = fwd_act(x->base, from, from_layer);
+    const float *base = fwd_act(base_run, from, from_layer);
     if (hook_is_attn(kind)) {
         for (size_t h = 0; h < x->c->n_heads; h++)
             memcpy(dst + h * rows * T, base + h * T * T + start * T, rows * T * sizeof(float));
@@ -341,69 +346,85 @@ static void fill(void *vctx, size_t seg, HookKind kind, size_t layer, float *dst
         memcpy(dst, base + start * w, rows * w * sizeof(float));
     }
     if (from == p->slice.hook && from_layer == p->slice.layer)
-        apply_slice(x->c, &p->slice, T, start, dst, src_act(x->src, from, from_layer));
+        apply_slice(x->c, &p->slice, T, start, dst, src_act(&job->src, from, from_layer));
 }
 
 static int cmp_plan(const void *a, const void *b)
 {
     const CellPlan *x = a, *y = b;
     if (x->entry_layer != y->entry_layer) return x->entry_layer < y->entry_layer ? -1 : 1;
-    return x->cell < y->cell ? -1 : (x->cell > y->cell); /* stable: keep the given order */
+    if (x->job != y->job) return x->job < y->job ? -1 : 1; /* stable: the given order */
+    return x->cell < y->cell ? -1 : (x->cell > y->cell);
 }
 
-static int fast_cells(PatchEngine *e, const PairRuns *r, const PatchSrc *src, const PatchExp *x,
-                      const PatchCell *cells, size_t n_cells, float *out, Err *err)
+static int fast_run(PatchEngine *e, const PatchExp *x, const PatchJob *jobs, size_t n_jobs,
+                    Err *err)
 {
     const ModelConfig *c = model_config(e->m);
-    int base_run = x->dir == DIR_DENOISING ? PATCH_RUN_CORRUPTED : PATCH_RUN_CLEAN;
-    const Fwd *base = r->run[base_run];
-    size_t T = r->T;
-    CellPlan *plans = xcalloc(n_cells ? n_cells : 1, sizeof *plans);
+    int base_run = base_run_of(x);
+    size_t n_total = 0;
+    for (size_t j = 0; j < n_jobs; j++) n_total += jobs[j].n_cells;
+    CellPlan *plans = xcalloc(n_total ? n_total : 1, sizeof *plans);
     size_t n_plans = 0;
-    for (size_t i = 0; i < n_cells; i++) {
-        Slice s = cell_slice(c, x, &cells[i], T);
-        long d = first_diff(c, &s, T, fwd_act(base, s.hook, s.layer), src_act(src, s.hook, s.layer));
-        if (d < 0) { /* exact no-op: the base run's own metrics */
-            for (int k = 0; k < METRIC_COUNT; k++)
-                if (x->metrics & (1u << k))
-                    out[i * METRIC_COUNT + k] = r->base[base_run * METRIC_COUNT + k];
-            e->stats.noop_cells++;
-            continue;
+    for (size_t j = 0; j < n_jobs; j++) {
+        const PatchJob *job = &jobs[j];
+        const PairRuns *r = job->runs;
+        const Fwd *base = r->run[base_run];
+        for (size_t i = 0; i < job->n_cells; i++) {
+            Slice s = cell_slice(c, x, &job->cells[i], r->T);
+            long d = first_diff(c, &s, r->T, fwd_act(base, s.hook, s.layer),
+                                src_act(&job->src, s.hook, s.layer));
+            if (d < 0) { /* exact no-op: the base run's own metrics */
+                for (int k = 0; k < METRIC_COUNT; k++)
+                    if (x->metrics & (1u << k))
+                        job->out[i * METRIC_COUNT + k] = r->base[base_run * METRIC_COUNT + k];
+                e->stats.noop_cells++;
+                continue;
+            }
+            plans[n_plans++] = (CellPlan){.job = j, .cell = i,
+                                          .entry_layer = s.layer + (x->kind == PATCH_RESID_POST),
+                                          .start = (size_t)d, .slice = s};
         }
-        plans[n_plans++] = (CellPlan){.cell = i,
-                                      .entry_layer = s.layer + (x->kind == PATCH_RESID_POST),
-                                      .start = (size_t)d,
-                                      .slice = s};
     }
     qsort(plans, n_plans, sizeof *plans, cmp_plan);
 
     int full = needs_full_vocab(x->metrics);
-    int32_t ids[2] = {r->answer, r->wrong};
+    int32_t (*ids)[2] = xcalloc(n_jobs ? n_jobs : 1, sizeof *ids);
+    for (size_t j = 0; j < n_jobs; j++) ids[j][0] = jobs[j].runs->answer, ids[j][1] = jobs[j].runs->wrong;
     ModelSeg *segs = xcalloc(n_plans ? n_plans : 1, sizeof *segs);
-    for (size_t i = 0; i < n_plans; i++)
-        segs[i] = (ModelSeg){.tokens = r->tokens[base_run], .n_tokens = T,
+    for (size_t i = 0; i < n_plans; i++) {
+        const PairRuns *r = jobs[plans[i].job].runs;
+        segs[i] = (ModelSeg){.tokens = r->tokens[base_run], .n_tokens = r->T,
                              .start = plans[i].start, .entry_layer = plans[i].entry_layer,
-                             .prefix = plans[i].start > 0 ? base : NULL,
-                             .logit_ids = full ? NULL : ids, .n_logit_ids = full ? 0 : 2};
+                             .prefix = plans[i].start > 0 ? r->run[base_run] : NULL,
+                             .logit_ids = full ? NULL : ids[plans[i].job],
+                             .n_logit_ids = full ? 0 : 2};
+    }
     int rc = 0;
     for (size_t b = 0; b < n_plans && rc == 0;) {
         /* One forward: as many segments as fit in max_rows stacked rows. */
-        size_t rows = T - plans[b].start, n = 1;
-        while (b + n < n_plans && rows + (T - plans[b + n].start) <= e->max_rows)
-            rows += T - plans[b + n++].start;
-        FillCtx ctx = {.c = c, .r = r, .base = base, .src = src, .exp = x, .plans = plans + b};
+        size_t rows = segs[b].n_tokens - segs[b].start, n = 1;
+        while (b + n < n_plans && rows + (segs[b + n].n_tokens - segs[b + n].start) <= e->max_rows) {
+            rows += segs[b + n].n_tokens - segs[b + n].start;
+            n++;
+        }
+        FillCtx ctx = {.c = c, .exp = x, .jobs = jobs, .plans = plans + b};
         ModelRun run = {.segs = segs + b, .n_segs = n, .entry = patch_entry(x->kind),
                         .last_only = 1, .fill = fill, .fill_ctx = &ctx};
         rc = model_forward(e->m, e->work, &run, err);
         if (rc == 0) {
             e->stats.flops += fwd_flops(e->work);
-            for (size_t i = 0; i < n; i++)
-                metrics_of(out + plans[b + i].cell * METRIC_COUNT, x->metrics,
-                           fwd_logits(e->work, i), full, r);
+            for (size_t i = 0; i < n; i++) {
+                const CellPlan *p = &plans[b + i];
+                const PatchJob *job = &jobs[p->job];
+                metrics_of(job->out + p->cell * METRIC_COUNT, x->metrics,
+                           fwd_logits(e->work, i), full, job->runs);
+            }
         }
         e->stats.cells += n;
         b += n;
     }
+    free(ids);
     free(segs);
     free(plans);
     return rc;
@@ -425,44 +446,55 @@ static void patch_hook(void *vctx, HookKind kind, size_t layer, float *act, cons
         apply_slice(x->c, x->slice, x->T, 0, act, x->src);
 }
 
-static int naive_cells(PatchEngine *e, const PairRuns *r, const PatchSrc *src, const PatchExp *x,
-                       const PatchCell *cells, size_t n_cells, float *out, Err *err)
+static int naive_job(PatchEngine *e, const PatchExp *x, const PatchJob *job, Err *err)
 {
     const ModelConfig *c = model_config(e->m);
-    int base_run = x->dir == DIR_DENOISING ? PATCH_RUN_CORRUPTED : PATCH_RUN_CLEAN;
+    const PairRuns *r = job->runs;
     uint8_t want[HOOK_KIND_COUNT] = {0};
     want[patched_hook(x->kind)] = 1;
-    ModelSeg seg = {.tokens = r->tokens[base_run], .n_tokens = r->T};
-    for (size_t i = 0; i < n_cells; i++) {
-        Slice s = cell_slice(c, x, &cells[i], r->T);
-        HookCtx ctx = {.c = c, .slice = &s, .T = r->T, .src = src_act(src, s.hook, s.layer)};
+    ModelSeg seg = {.tokens = r->tokens[base_run_of(x)], .n_tokens = r->T};
+    for (size_t i = 0; i < job->n_cells; i++) {
+        Slice s = cell_slice(c, x, &job->cells[i], r->T);
+        HookCtx ctx = {.c = c, .slice = &s, .T = r->T, .src = src_act(&job->src, s.hook, s.layer)};
         ModelRun run = {.segs = &seg, .n_segs = 1, .entry = MODEL_ENTRY_EMBED,
                         .hook = patch_hook, .hook_ctx = &ctx, .hook_want = want};
         if (model_forward(e->m, e->work, &run, err)) return -1;
         e->stats.flops += fwd_flops(e->work);
         e->stats.cells++;
         const float *last = fwd_logits(e->work, 0) + (r->T - 1) * c->d_vocab;
-        metrics_of(out + i * METRIC_COUNT, x->metrics, last, 1, r);
+        metrics_of(job->out + i * METRIC_COUNT, x->metrics, last, 1, r);
     }
+    return 0;
+}
+
+int patch_run(PatchEngine *e, const PatchExp *exp, const PatchJob *jobs, size_t n_jobs, Err *err)
+{
+    const ModelConfig *c = model_config(e->m);
+    for (size_t j = 0; j < n_jobs; j++) {
+        const PatchJob *job = &jobs[j];
+        for (size_t i = 0; i < job->n_cells; i++) {
+            const PatchCell *p = &job->cells[i];
+            CHECK(p->layer >= 0 && (size_t)p->layer < c->n_layers);
+            CHECK(is_head_kind(exp->kind) ? p->head >= 0 && (size_t)p->head < c->n_heads
+                                          : p->head < 0);
+            CHECK((is_head_kind(exp->kind) && !exp->per_pos)
+                      ? p->pos < 0
+                      : p->pos >= 0 && (size_t)p->pos < job->runs->T);
+        }
+        CHECK(job->src.runs == NULL || job->src.runs->T == job->runs->T);
+        CHECK(job->src.mean == NULL || job->src.mean->T == job->runs->T);
+    }
+    if (!e->naive) return fast_run(e, exp, jobs, n_jobs, err);
+    for (size_t j = 0; j < n_jobs; j++)
+        if (naive_job(e, exp, &jobs[j], err)) return -1;
     return 0;
 }
 
 int patch_cells(PatchEngine *e, const PairRuns *r, const PatchSrc *src, const PatchExp *exp,
                 const PatchCell *cells, size_t n_cells, float *out, Err *err)
 {
-    const ModelConfig *c = model_config(e->m);
-    for (size_t i = 0; i < n_cells; i++) {
-        const PatchCell *p = &cells[i];
-        CHECK(p->layer >= 0 && (size_t)p->layer < c->n_layers);
-        CHECK(is_head_kind(exp->kind) ? p->head >= 0 && (size_t)p->head < c->n_heads
-                                      : p->head < 0);
-        CHECK((is_head_kind(exp->kind) && !exp->per_pos) ? p->pos < 0
-                                                          : p->pos >= 0 && (size_t)p->pos < r->T);
-    }
-    CHECK(src->runs == NULL || src->runs->T == r->T);
-    CHECK(src->mean == NULL || src->mean->T == r->T);
-    return e->naive ? naive_cells(e, r, src, exp, cells, n_cells, out, err)
-                    : fast_cells(e, r, src, exp, cells, n_cells, out, err);
+    PatchJob job = {.runs = r, .src = *src, .cells = cells, .n_cells = n_cells, .out = out};
+    return patch_run(e, exp, &job, 1, err);
 }
 
 /* ---- dataset means -------------------------------------------------------- */
