@@ -373,7 +373,8 @@ static int create_experiment(Store *s, const PlanExp *x, hid_t parent, ExpDsets 
     }
     if (attr_str(g, "patch", cfg_patch_name(c->kind)) || attr_str(g, "hook", hook_of_kind(c->kind)) ||
         attr_str(g, "axes", axes) || attr_str(g, "direction", cfg_dir_name(c->dir)) ||
-        attr_str(g, "source", cfg_source_name(c->source)) || attr_int(g, "per_pos", c->per_pos))
+        attr_str(g, "source", cfg_source_name(c->source)) || attr_int(g, "per_pos", c->per_pos) ||
+        attr_int(g, "layers_per_slice", (long long)x->layers_per_slice))
         return -1;
 
     /* Coordinates: pair, layer, pos (ints, or labels when named), head. */
