@@ -1,5 +1,6 @@
 # patchgrid — build, test, bench.
 #
+#   make demo            build, run the demo sweep on all local cores, print its report
 #   make                 build build/<mode>/patchgrid (installs missing Debian packages first)
 #   make test            unit, reference (PyTorch), tokenizer, MPI tests
 #   make test SANITIZE=address,undefined   the same suite under ASan/UBSan
@@ -92,6 +93,9 @@ test-unit: $(UNIT_BIN)
 test-slurm: all
 	sh tools/deps.sh slurm
 	sh tests/slurm/test_slurm.sh $(BUILD)
+
+demo: all
+	sh tools/demo.sh $(BUILD)
 
 bench: all $(BENCH_BIN)
 	@sh tools/deps.sh test

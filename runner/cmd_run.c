@@ -31,7 +31,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: patchgrid run CONFIG.yaml [-o OUT.h5] [--naive] [--overwrite]\n"
+            "usage: patchgrid run CONFIG.yaml [-o OUT.h5] [--model DIR] [--naive] [--overwrite]\n"
             "                     [--part K/N] [--plan-only] [--null-work]\n"
             "                     [--sync-interval SECONDS]\n"
             "       mpirun -np N patchgrid run CONFIG.yaml ...\n"
@@ -41,6 +41,7 @@ static void usage(FILE *f)
             "command again to resume an interrupted sweep: finished units are kept.\n"
             "\n"
             "  -o OUT.h5              output file (default: the config's `output`)\n"
+            "  --model DIR            use this model directory instead of the config's\n"
             "  --naive                one full forward pass per cell, TransformerLens's way\n"
             "                         (the reference the fast engine is tested against)\n"
             "  --overwrite            start over even if OUT.h5 holds another sweep\n"
@@ -58,7 +59,7 @@ static void usage(FILE *f)
 }
 
 typedef struct Args {
-    const char *config, *output;
+    const char *config, *output, *model;
     int naive, overwrite, plan_only, null_work;
     long part, parts;   /* --part K/N; 0/1 = everything */
     double sync_interval;
@@ -74,6 +75,9 @@ static int parse_args(Args *a, int argc, char **argv, int rank)
         if (strcmp(o, "-o") == 0 || strcmp(o, "--output") == 0) {
             if (i + 1 >= argc) return rank == 0 ? cli_usage_error("run", "-o needs a file") : 2;
             a->output = argv[++i];
+        } else if (strcmp(o, "--model") == 0) {
+            if (i + 1 >= argc) return rank == 0 ? cli_usage_error("run", "--model needs a directory") : 2;
+            a->model = argv[++i];
         } else if (strcmp(o, "--naive") == 0) {
             a->naive = 1;
         } else if (strcmp(o, "--overwrite") == 0) {
@@ -138,6 +142,10 @@ static int setup_load(Setup *s, const Args *a, Err *err)
     if (a->output != NULL) {
         free(cfg->output);
         cfg->output = xstrdup(a->output);
+    }
+    if (a->model != NULL) {
+        free(cfg->model_dir);
+        cfg->model_dir = xstrdup(a->model);
     }
     if (model_open(&s->model, cfg->model_dir, err)) return -1;
     /* The tokenizer is optional (pairs may be token ids), but a broken one
