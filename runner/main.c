@@ -17,6 +17,7 @@ static const Command commands[] = {
     {"cache", cmd_cache, "run prompts, write logits and hooked activations to HDF5"},
     {"tokenize", cmd_tokenize, "text to token ids and back with the model's tokenizer"},
     {"run", cmd_run, "run a patching sweep from a YAML config (MPI-aware, resumable)"},
+    {"report", cmd_report, "tables and heatmap PNGs of a results file"},
 };
 
 static void usage(FILE *f)
