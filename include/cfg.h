@@ -124,6 +124,9 @@ typedef struct Config {
     uint64_t seed;              /* for resample; default 0 */
     size_t units_per_pair;      /* work-unit split hint (default 0 = automatic) */
     size_t pairs_per_unit;      /* pairs per work unit (default 0 = automatic) */
+    char **activations;         /* (n_activations) TL hook-name globs to store, or none */
+    CfgMark *activation_marks;  /* (n_activations) */
+    size_t n_activations;
     CfgPair *pairs;
     size_t n_pairs;
     CfgExperiment *exps;

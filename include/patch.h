@@ -74,6 +74,15 @@ typedef struct PatchSrc {
  * floats); 0 picks a default. */
 PatchEngine *patch_new(const Model *m, const PatchExp *exps, size_t n_exps, int naive,
                        size_t max_rows);
+
+/* Baseline runs also keep these hook kinds (keep[HOOK_KIND_COUNT]), for a
+ * caller that stores activations; read them with patch_pair_act(). */
+void patch_keep(PatchEngine *e, const uint8_t *keep);
+
+/* A baseline run's activation of kind at layer (0 for per-model kinds), in
+ * TransformerLens's shape for one prompt (see hook_shape), for a kept kind. */
+const float *patch_pair_act(const PairRuns *r, int run, HookKind kind, size_t layer);
+size_t patch_pair_tokens(const PairRuns *r);
 void patch_free(PatchEngine *e); /* accepts NULL */
 
 /* Runs the pair's clean and corrupted prompts. Errors: token ids out of the

@@ -26,6 +26,20 @@
 
 struct ModelConfig;
 
+/* An activation stored for the clean and corrupted runs of every pair under
+ * /activations/<run>/<name>/act, float32 [pair, (layer,) dims...], NaN past a
+ * pair's length. Built by the caller from the model's hook shapes. */
+typedef struct StoreActs {
+    char name[48];          /* TL hook name without "blocks.N.", e.g. "attn.hook_z" */
+    int kind;               /* the caller's id of the hook (the store does not read it) */
+    size_t n_layers;        /* 0 for a hook that is not per layer */
+    int32_t *layers;        /* (n_layers) model layer numbers */
+    size_t ndim;            /* dims of one prompt's activation */
+    size_t dims[3];         /* sizes, positions counted at the longest pair */
+    const char *dim_names[3];
+    uint8_t is_pos[3];      /* 1: one entry per token */
+} StoreActs;
+
 typedef struct StoreMeta {
     const char *engine;          /* "fast" or "naive" */
     const char *model_sha256;
@@ -37,6 +51,8 @@ typedef struct StoreMeta {
     /* (n_pairs) the pair each pair resamples from, or NULL if no experiment
      * resamples. */
     const int32_t *resample_partner;
+    const StoreActs *acts;  /* (n_acts) activations to store, or none */
+    size_t n_acts;
 } StoreMeta;
 
 typedef struct Store Store;
@@ -58,6 +74,10 @@ int store_resumed(const Store *s); /* 1 if the file existed and was resumed */
 int store_write_unit(Store *s, const PlanUnit *u, const float *vals, Err *err);
 /* base[run * METRIC_COUNT + metric] of one pair. */
 int store_write_baseline(Store *s, size_t pair, const float *base, Err *err);
+/* One prompt's activation (run 0 clean, 1 corrupted) for meta->acts[act] at
+ * its layer_index-th layer: data has the act's dims with T tokens. */
+int store_write_act(Store *s, size_t act, size_t layer_index, size_t pair, int run,
+                    const float *data, size_t T, Err *err);
 
 /* Collective: flush everything written so far, then mark done the units
  * each rank passes (its own, finished before this call), then flush again. */

@@ -16,8 +16,10 @@
 
 typedef struct Worker Worker;
 
-/* A worker for a plan; naive selects the oracle engine. */
-Worker *worker_new(const Model *m, const Plan *plan, int naive);
+/* A worker for a plan; naive selects the oracle engine. acts lists the
+ * activations to store for every pair's baseline runs (kind = HookKind). */
+Worker *worker_new(const Model *m, const Plan *plan, int naive, const StoreActs *acts,
+                   size_t n_acts);
 void worker_free(Worker *w); /* accepts NULL */
 
 /* Computes unit `id` and writes its results (and its pair's baselines) into

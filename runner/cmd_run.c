@@ -6,6 +6,7 @@
  * is reported once, by rank 0, and every rank exits 1. With one rank it
  * computes every unit itself; with more, rank 0 coordinates (coord.c).
  */
+#include <fnmatch.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
@@ -244,6 +245,67 @@ static void free_labels(const Config *cfg, char ***labels[2])
     }
 }
 
+/* The activations the config asks to store: every hook kind with at least
+ * one (kind, layer) matching a glob, with exactly the matching layers. */
+static StoreActs *build_acts(const Config *cfg, const ModelConfig *mc, size_t max_tokens,
+                             size_t *n_out)
+{
+    StoreActs *acts = xcalloc(HOOK_KIND_COUNT, sizeof *acts);
+    size_t n = 0;
+    for (int k = 0; k < HOOK_KIND_COUNT && cfg->n_activations; k++) {
+        HookKind kind = (HookKind)k;
+        size_t layers = hook_per_layer(kind) ? mc->n_layers : 1;
+        StoreActs *a = &acts[n];
+        a->layers = xcalloc(layers, sizeof *a->layers);
+        size_t matched = 0;
+        for (size_t l = 0; l < layers; l++) {
+            char name[128];
+            hook_name(kind, l, name, sizeof name);
+            for (size_t g = 0; g < cfg->n_activations; g++)
+                if (fnmatch(cfg->activations[g], name, 0) == 0) {
+                    a->layers[matched++] = (int32_t)l;
+                    break;
+                }
+        }
+        if (matched == 0) {
+            free(a->layers);
+            a->layers = NULL;
+            continue;
+        }
+        char name[128];
+        hook_name(kind, 0, name, sizeof name);
+        const char *suffix = hook_per_layer(kind) ? strchr(name + strlen("blocks."), '.') + 1 : name;
+        snprintf(a->name, sizeof a->name, "%.47s", suffix);
+        a->kind = k;
+        a->n_layers = hook_per_layer(kind) ? matched : 0;
+        size_t shape[4];
+        a->ndim = hook_shape(mc, kind, max_tokens, shape);
+        memcpy(a->dims, shape, a->ndim * sizeof *shape);
+        if (hook_is_attn(kind)) {
+            a->dim_names[0] = "head", a->dim_names[1] = "query_pos", a->dim_names[2] = "key_pos";
+            a->is_pos[1] = a->is_pos[2] = 1;
+        } else {
+            a->dim_names[0] = "pos";
+            a->is_pos[0] = 1;
+            if (a->ndim == 3) {
+                a->dim_names[1] = "head", a->dim_names[2] = "d_head";
+            } else {
+                size_t w = a->dims[1];
+                a->dim_names[1] = w == 1 ? "one" : w == mc->d_model ? "d_model" : "d_mlp";
+            }
+        }
+        n++;
+    }
+    *n_out = n;
+    return acts;
+}
+
+static void free_acts(StoreActs *acts, size_t n)
+{
+    for (size_t i = 0; acts && i < n; i++) free(acts[i].layers);
+    free(acts);
+}
+
 static void print_plan(const Setup *s, int ranks)
 {
     const Plan *p = s->plan;
@@ -364,6 +426,8 @@ int cmd_run(int argc, char **argv)
     Worker *w = NULL;
     char ***labels[2] = {NULL, NULL};
     int32_t *partner = NULL;
+    StoreActs *acts = NULL;
+    size_t n_acts = 0;
     rc = 1;
     if (agree(setup_load(&s, &a, &err), &err, rank)) goto out;
     /* A part of a job array: a contiguous range of pair blocks. */
@@ -403,9 +467,11 @@ int cmd_run(int argc, char **argv)
             for (size_t i = 0; i < s.cfg->n_pairs; i++)
                 partner[i] = (int32_t)worker_resample_partner(s.cfg, i);
         }
+    acts = build_acts(s.cfg, model_config(s.model), s.plan->max_tokens, &n_acts);
     StoreMeta meta = {.engine = a.naive ? "naive" : "fast", .model_sha256 = model_sha,
                       .blas_core = blas_core_name(), .ranks = size,
-                      .tok_str = {labels[0], labels[1]}, .resample_partner = partner};
+                      .tok_str = {labels[0], labels[1]}, .resample_partner = partner,
+                      .acts = acts, .n_acts = n_acts};
     if (store_open(&store, s.cfg->output, s.plan, model_config(s.model), &meta, a.overwrite,
                    MPI_COMM_WORLD, &err)) {
         if (rank == 0) fprintf(stderr, "%s\n", err.msg);
@@ -420,7 +486,7 @@ int cmd_run(int argc, char **argv)
                 store_done_count(store), s.plan->n_units);
 
     double t0 = now();
-    w = worker_new(s.model, s.plan, a.naive);
+    w = worker_new(s.model, s.plan, a.naive, acts, n_acts);
     int work_rc = size == 1 ? run_alone(&s, store, w, first, end, a.sync_interval, &err)
                             : coord_run(s.plan, store, w, first, end, a.sync_interval, &err);
     /* Gather the work counters for the summary. */
@@ -453,6 +519,7 @@ out:
     free_labels(s.cfg, labels);
     free(partner);
     worker_free(w);
+    free_acts(acts, n_acts);
     setup_free(&s);
     MPI_Finalize();
     return rc;

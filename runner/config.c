@@ -11,6 +11,7 @@
 #include "cfg.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -589,6 +590,33 @@ static int h_metrics(Walk *w, yaml_node_t *v, const char *key, void *dst, Err *e
     return 0;
 }
 
+/* A list of hook-name globs as read. */
+typedef struct GlobsIn {
+    char **globs;
+    CfgMark *marks;
+    size_t n;
+} GlobsIn;
+
+/* A list of TransformerLens hook-name globs (checked against the model's
+ * hooks in cfg_resolve). */
+static int h_globs(Walk *w, yaml_node_t *v, const char *key, void *dst, Err *err)
+{
+    GlobsIn *g = dst;
+    KBuf kb;
+    size_t n;
+    if (want_list(w, v, kq(w->q, key, &kb), "hook names (globs like 'blocks.*.hook_z')", 1,
+                  &n, err))
+        return -1;
+    g->globs = xcalloc(n, sizeof *g->globs);
+    g->marks = xcalloc(n, sizeof *g->marks);
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = node_get(w, v->data.sequence.items.start[i], err);
+        if (item == NULL || h_path(w, item, "a hook name", &g->globs[g->n], err)) return -1;
+        g->marks[g->n++] = node_mark(w, item);
+    }
+    return 0;
+}
+
 /* ---- pairs ----------------------------------------------------------- */
 
 static int is_pos_name(const char *s)
@@ -1138,7 +1166,8 @@ typedef struct TopIn {
     char *model, *output;
     int prepend_bos;
     uint64_t seed;
-    long units_per_pair;
+    long units_per_pair, pairs_per_unit;
+    GlobsIn activations;
     uint32_t metrics;
     yaml_node_t *dataset, *experiments;
 } TopIn;
@@ -1149,11 +1178,16 @@ static const Key top_keys[] = {
     {"prepend_bos", h_bool, offsetof(TopIn, prepend_bos), 0},
     {"seed", h_seed, offsetof(TopIn, seed), 0},
     {"units_per_pair", h_count, offsetof(TopIn, units_per_pair), 0},
+    {"pairs_per_unit", h_count, offsetof(TopIn, pairs_per_unit), 0},
+    {"activations", h_globs, offsetof(TopIn, activations), 0},
     {"metrics", h_metrics, offsetof(TopIn, metrics), 0},
     {"dataset", h_node, offsetof(TopIn, dataset), 1},
     {"experiments", h_node, offsetof(TopIn, experiments), 1},
 };
-enum { TK_MODEL, TK_OUTPUT, TK_BOS, TK_SEED, TK_UNITS, TK_METRICS, TK_DATASET, TK_EXPERIMENTS };
+enum {
+    TK_MODEL, TK_OUTPUT, TK_BOS, TK_SEED, TK_UNITS, TK_PAIRS_PER_UNIT, TK_ACTIVATIONS, TK_METRICS,
+    TK_DATASET, TK_EXPERIMENTS
+};
 
 typedef struct DataIn {
     yaml_node_t *pairs;
@@ -1373,6 +1407,11 @@ int cfg_load(Config **out, const char *path, Err *err)
     cfg->prepend_bos = top.prepend_bos;
     cfg->seed = top.seed;
     cfg->units_per_pair = (size_t)top.units_per_pair;
+    cfg->pairs_per_unit = (size_t)top.pairs_per_unit;
+    cfg->activations = top.activations.globs;
+    cfg->activation_marks = top.activations.marks;
+    cfg->n_activations = top.activations.n;
+    top.activations = (GlobsIn){NULL, NULL, 0};
 
     if (parse_dataset(&w, top.dataset, cfg, err) ||
         parse_experiments(&w, top.experiments, top.metrics, cfg, err))
@@ -1388,6 +1427,9 @@ int cfg_load(Config **out, const char *path, Err *err)
 out:
     free(top.model);
     free(top.output);
+    for (size_t i = 0; i < top.activations.n; i++) free(top.activations.globs[i]);
+    free(top.activations.globs);
+    free(top.activations.marks);
     if (have_extra) yaml_document_delete(&extra);
     if (have_doc) yaml_document_delete(&doc);
     if (have_parser) yaml_parser_delete(&parser);
@@ -1585,6 +1627,23 @@ int cfg_resolve(Config *cfg, const ModelConfig *mc, Tok *tok, Err *err)
     }
     for (size_t i = 0; i < cfg->n_exps; i++)
         if (resolve_experiment(&r, &cfg->exps[i], max_tokens, err)) goto out;
+    for (size_t i = 0; i < cfg->n_activations; i++) {
+        int matched = 0;
+        for (int k = 0; k < HOOK_KIND_COUNT && !matched; k++)
+            for (size_t l = 0; l < (hook_per_layer((HookKind)k) ? mc->n_layers : 1) && !matched;
+                 l++) {
+                char name[128];
+                hook_name((HookKind)k, l, name, sizeof name);
+                matched = fnmatch(cfg->activations[i], name, 0) == 0;
+            }
+        if (!matched) {
+            KBuf kb;
+            err_at(err, cfg->activation_marks[i], "activations: %s matches no hook of this "
+                   "model (TransformerLens names such as 'blocks.0.hook_resid_pre', "
+                   "'blocks.*.attn.hook_z', 'hook_embed')", kq('\'', cfg->activations[i], &kb));
+            goto out;
+        }
+    }
     cfg->resolved = 1;
     rc = 0;
 out:
@@ -1624,6 +1683,9 @@ void cfg_free(Config *cfg)
         for (size_t j = 0; j < x->n_positions; j++) free(x->positions[j].name);
         free(x->positions);
     }
+    for (size_t i = 0; i < cfg->n_activations; i++) free(cfg->activations[i]);
+    free(cfg->activations);
+    free(cfg->activation_marks);
     free(cfg->pairs);
     free(cfg->exps);
     free(cfg->path);

@@ -34,6 +34,9 @@ typedef struct ExpDsets {
 
 struct Store {
     const Plan *plan;
+    const StoreActs *acts;        /* (n_acts) */
+    size_t n_acts;
+    hid_t *act_dsets;             /* (2 * n_acts) clean, corrupted */
     hid_t status, finished;       /* string [1] raw datasets: the run state */
     MPI_Comm comm;
     int rank;
@@ -451,6 +454,57 @@ out:
     return rc;
 }
 
+/* /activations/<run>/<name>/act with its dimension scales. */
+static int create_activations(Store *s)
+{
+    const Plan *p = s->plan;
+    hid_t ag = make_group(s->file, "activations");
+    if (ag < 0) return -1;
+    int rc = 0;
+    const char *runs[2] = {"clean", "corrupted"};
+    float nan = NAN;
+    for (int run = 0; run < 2 && rc == 0; run++) {
+        hid_t rg = make_group(ag, runs[run]);
+        if (rg < 0) {
+            rc = -1;
+            break;
+        }
+        for (size_t a = 0; a < s->n_acts && rc == 0; a++) {
+            const StoreActs *x = &s->acts[a];
+            hid_t g = make_group(rg, x->name);
+            hid_t scales[5];
+            size_t n = 0;
+            hsize_t dims[5];
+            int32_t *v = iota32(p->n_pairs);
+            dims[n] = p->n_pairs;
+            scales[n++] = make_scale_int(g, "pair", v, p->n_pairs, s->rank);
+            free(v);
+            if (x->n_layers) {
+                dims[n] = x->n_layers;
+                scales[n++] = make_scale_int(g, "layer", x->layers, x->n_layers, s->rank);
+            }
+            for (size_t d = 0; d < x->ndim; d++) {
+                v = iota32(x->dims[d]);
+                dims[n] = x->dims[d];
+                scales[n++] = make_scale_int(g, x->dim_names[d], v, x->dims[d], s->rank);
+                free(v);
+            }
+            hid_t ds = make_dset(g, "act", H5T_NATIVE_FLOAT, (int)n, dims, &nan);
+            s->act_dsets[run * s->n_acts + a] = ds;
+            if (g < 0 || ds < 0) rc = -1;
+            for (size_t i = 0; i < n; i++) {
+                if (scales[i] < 0 || (rc == 0 && H5DSattach_scale(ds, scales[i], (unsigned)i) < 0))
+                    rc = -1;
+                if (scales[i] >= 0) H5Dclose(scales[i]);
+            }
+            if (g >= 0) H5Gclose(g);
+        }
+        H5Gclose(rg);
+    }
+    H5Gclose(ag);
+    return rc;
+}
+
 static void iso_now(char out[32])
 {
     time_t t = time(NULL);
@@ -507,6 +561,7 @@ static int create_file(Store *s, const char *path, const struct ModelConfig *mc,
     if (bad) return h5fail(err, path, "cannot write /model");
     if (create_pairs(s, meta)) return h5fail(err, path, "cannot write /pairs");
     if (create_baseline(s)) return h5fail(err, path, "cannot create /baseline");
+    if (s->n_acts && create_activations(s)) return h5fail(err, path, "cannot create /activations");
     hid_t eg = make_group(r, "experiments");
     if (eg < 0) return h5fail(err, path, "cannot create /experiments");
     for (size_t e = 0; e < p->n_exps; e++)
@@ -540,6 +595,15 @@ static int open_existing(Store *s, const char *path, const StoreMeta *meta, Err 
     if (attr_read_str(s->file, "engine", buf, sizeof buf) || strcmp(buf, meta->engine) != 0)
         return err_set(err, "%s: was computed with the %s engine, this run uses %s; use "
                        "--overwrite to start over", path, buf, meta->engine);
+    const char *runs[2] = {"clean", "corrupted"};
+    for (int run = 0; run < 2; run++)
+        for (size_t a = 0; a < s->n_acts; a++) {
+            char name[160];
+            snprintf(name, sizeof name, "activations/%s/%s/act", runs[run], s->acts[a].name);
+            s->act_dsets[run * s->n_acts + a] = H5Dopen2(s->file, name, H5P_DEFAULT);
+            if (s->act_dsets[run * s->n_acts + a] < 0)
+                return h5fail(err, path, "cannot open the activations");
+        }
     hid_t bg = H5Gopen2(s->file, "baseline", H5P_DEFAULT);
     if (bg < 0) return h5fail(err, path, "cannot open /baseline");
     for (int m = 0; m < METRIC_COUNT; m++) s->baseline[m] = H5Dopen2(bg, cfg_metric_name((Metric)m), H5P_DEFAULT);
@@ -595,6 +659,8 @@ static int open_existing(Store *s, const char *path, const StoreMeta *meta, Err 
 
 static void close_handles(Store *s)
 {
+    for (size_t i = 0; i < 2 * s->n_acts; i++)
+        if (s->act_dsets[i] >= 0) H5Dclose(s->act_dsets[i]);
     if (s->status >= 0) H5Dclose(s->status);
     if (s->finished >= 0) H5Dclose(s->finished);
     for (int m = 0; m < METRIC_COUNT; m++)
@@ -613,6 +679,7 @@ static void store_free(Store *s)
 {
     if (s == NULL) return;
     close_handles(s);
+    free(s->act_dsets);
     free(s->exps);
     free(s->done);
     free(s->path);
@@ -657,6 +724,10 @@ int store_open(Store **out, const char *path, const Plan *plan, const struct Mod
         for (int m = 0; m < METRIC_COUNT; m++) s->exps[e].metric[m] = -1;
     }
     s->done = xcalloc(plan->n_units ? plan->n_units : 1, 1);
+    s->acts = meta->acts;
+    s->n_acts = meta->n_acts;
+    s->act_dsets = xcalloc(2 * s->n_acts + 1, sizeof(hid_t));
+    for (size_t i = 0; i < 2 * s->n_acts; i++) s->act_dsets[i] = -1;
 
     int exists = 0;
     if (s->rank == 0) exists = access(path, F_OK) == 0;
@@ -740,6 +811,29 @@ int store_write_baseline(Store *s, size_t pair, const float *base, Err *err)
         H5Sclose(fs);
     }
     H5Sclose(ms);
+    return rc;
+}
+
+int store_write_act(Store *s, size_t act, size_t layer_index, size_t pair, int run,
+                    const float *data, size_t T, Err *err)
+{
+    const StoreActs *x = &s->acts[act];
+    hsize_t start[5] = {pair}, count[5] = {1};
+    size_t n = 1;
+    if (x->n_layers) start[n] = layer_index, count[n++] = 1;
+    for (size_t d = 0; d < x->ndim; d++, n++) {
+        start[n] = 0;
+        count[n] = x->is_pos[d] ? T : x->dims[d];
+    }
+    hid_t ds = s->act_dsets[(size_t)run * s->n_acts + act];
+    hid_t fs = H5Dget_space(ds);
+    hid_t ms = H5Screate_simple((int)n, count, NULL);
+    int rc = 0;
+    if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, data) < 0)
+        rc = h5fail(err, s->path, "cannot write activations");
+    H5Sclose(ms);
+    H5Sclose(fs);
     return rc;
 }
 

@@ -10,6 +10,8 @@
 struct Worker {
     const Model *m;
     const Plan *plan;
+    const StoreActs *acts;
+    size_t n_acts;
     PatchEngine *engine;
     size_t runs_pair0;     /* runs[i] are the baselines of pair runs_pair0 + i */
     size_t n_runs;
@@ -24,15 +26,21 @@ struct Worker {
     float *vals;           /* (METRIC_COUNT, max_block) */
 };
 
-Worker *worker_new(const Model *m, const Plan *plan, int naive)
+Worker *worker_new(const Model *m, const Plan *plan, int naive, const StoreActs *acts,
+                   size_t n_acts)
 {
     Worker *w = xcalloc(1, sizeof *w);
     w->m = m;
     w->plan = plan;
+    w->acts = acts;
+    w->n_acts = n_acts;
     PatchExp *exps = xcalloc(plan->n_exps, sizeof *exps);
     for (size_t e = 0; e < plan->n_exps; e++) exps[e] = plan->exps[e].px;
     w->engine = patch_new(m, exps, plan->n_exps, naive, 0);
     free(exps);
+    uint8_t keep[HOOK_KIND_COUNT] = {0};
+    for (size_t a = 0; a < n_acts; a++) keep[acts[a].kind] = 1;
+    patch_keep(w->engine, keep);
     size_t ppu = plan->pairs_per_unit, mb = plan_max_vals(plan);
     w->runs = xcalloc(ppu, sizeof *w->runs);
     w->partner = xcalloc(ppu, sizeof *w->partner);
@@ -103,9 +111,19 @@ static int block_runs(Worker *w, Store *store, const PlanUnit *u, Err *err)
             return -1;
         }
         w->n_runs++;
+        const PairRuns *r = w->runs[w->n_runs - 1];
         float base[2 * METRIC_COUNT];
-        patch_baseline(w->runs[w->n_runs - 1], base);
-        if (store_write_baseline(store, p, base, err)) {
+        patch_baseline(r, base);
+        int bad = store_write_baseline(store, p, base, err);
+        for (size_t a = 0; a < w->n_acts && !bad; a++)
+            for (size_t li = 0; li < (w->acts[a].n_layers ? w->acts[a].n_layers : 1) && !bad; li++)
+                for (int run = 0; run < 2 && !bad; run++) {
+                    size_t layer = w->acts[a].n_layers ? (size_t)w->acts[a].layers[li] : 0;
+                    bad = store_write_act(store, a, li, p, run,
+                                          patch_pair_act(r, run, (HookKind)w->acts[a].kind, layer),
+                                          patch_pair_tokens(r), err);
+                }
+        if (bad) {
             drop_runs(w);
             return -1;
         }

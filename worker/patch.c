@@ -234,6 +234,19 @@ PatchEngine *patch_new(const Model *m, const PatchExp *exps, size_t n_exps, int 
     return e;
 }
 
+void patch_keep(PatchEngine *e, const uint8_t *keep)
+{
+    for (int k = 0; k < HOOK_KIND_COUNT; k++) e->keep[k] |= keep[k];
+}
+
+const float *patch_pair_act(const PairRuns *r, int run, HookKind kind, size_t layer)
+{
+    CHECK(r->e->keep[kind]);
+    return fwd_act(r->run[run], kind, layer);
+}
+
+size_t patch_pair_tokens(const PairRuns *r) { return r->T; }
+
 void patch_free(PatchEngine *e)
 {
     if (e == NULL) return;
@@ -274,14 +287,18 @@ int patch_pair_runs(PatchEngine *e, const PatchPair *pair, PairRuns **out, Err *
         r->tokens[i] = xmalloc(r->T * sizeof(int32_t));
         memcpy(r->tokens[i], toks, r->T * sizeof(int32_t));
         r->run[i] = fwd_new(e->m, e->keep);
+        /* Logits of the last position only, unless ln_final's hooks are kept:
+         * they then need every position. */
+        int all_rows = e->keep[HOOK_LNF_SCALE] || e->keep[HOOK_LNF_NORMALIZED];
         ModelSeg seg = {.tokens = r->tokens[i], .n_tokens = r->T};
-        ModelRun run = {.segs = &seg, .n_segs = 1, .entry = MODEL_ENTRY_EMBED, .last_only = 1};
+        ModelRun run = {.segs = &seg, .n_segs = 1, .entry = MODEL_ENTRY_EMBED,
+                        .last_only = !all_rows};
         if (model_forward(e->m, r->run[i], &run, err)) {
             patch_pair_free(r);
             return -1;
         }
         e->stats.flops += fwd_flops(r->run[i]);
-        last[i] = (float *)fwd_logits(r->run[i], 0);
+        last[i] = (float *)fwd_logits(r->run[i], 0) + (all_rows ? (r->T - 1) * c->d_vocab : 0);
     }
     r->clean_logp = xmalloc(c->d_vocab * sizeof(float));
     double lse = logsumexp(last[PATCH_RUN_CLEAN], c->d_vocab);

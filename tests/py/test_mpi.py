@@ -281,3 +281,52 @@ def test_null_work_dispatch(patchgrid_bin, config, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "units/s" in proc.stderr
     assert not out.exists(), "null work must not write results"
+
+
+def test_activation_store(patchgrid_bin, model_dir, tmp_path):
+    """`activations:` stores the baseline runs' hooks, equal to an independent PyTorch
+    run_with_cache, NaN past each pair's length, the same on 1 and 3 ranks."""
+    torch = pytest.importorskip("torch")
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from gpt2_ref import GPT2Ref
+    cfg = write_config(tmp_path / "acts.yaml", model_dir, n_pairs=5)
+    text = cfg.read_text().replace(
+        "metrics: [logit_diff, kl]",
+        'metrics: [logit_diff, kl]\nactivations: ["blocks.*.hook_resid_pre", '
+        '"blocks.2.attn.hook_z", "blocks.1.attn.hook_pattern", "ln_final.hook_normalized"]')
+    # pairs of two lengths
+    text = text.replace("clean_tokens: [", "clean_tokens: [7, ", 2).replace(
+        "corrupted_tokens: [", "corrupted_tokens: [7, ", 2)
+    cfg.write_text(text)
+    out1, out3 = tmp_path / "a1.h5", tmp_path / "a3.h5"
+    for n, out in ((1, out1), (3, out3)):
+        proc = run(patchgrid_bin, n, cfg, out)
+        assert proc.returncode == 0, proc.stderr
+    ref = GPT2Ref(model_dir)
+    with h5py.File(out1, "r") as f, h5py.File(out3, "r") as g:
+        lengths = f["pairs/length"][...]
+        assert len(set(lengths)) == 2
+        for run_name, tok_name in (("clean", "clean_tokens"), ("corrupted", "corrupted_tokens")):
+            for hook in ("hook_resid_pre", "attn.hook_z", "attn.hook_pattern",
+                         "ln_final.hook_normalized"):
+                a = f[f"activations/{run_name}/{hook}/act"][...]
+                assert np.array_equal(a.view(np.uint32),
+                                      g[f"activations/{run_name}/{hook}/act"][...].view(np.uint32))
+                layers = (list(f[f"activations/{run_name}/{hook}/layer"][...])
+                          if "layer" in f[f"activations/{run_name}/{hook}"] else [None])
+                for p, T in enumerate(lengths):
+                    tokens = torch.tensor(f["pairs"][tok_name][p, :T][None].astype(np.int64))
+                    _, cache = ref.run_with_cache(tokens)
+                    for li, layer in enumerate(layers):
+                        name = hook if layer is None else f"blocks.{layer}.{hook}"
+                        want = cache[name][0].numpy()
+                        got = a[p] if layer is None else a[p, li]
+                        if hook == "attn.hook_pattern":
+                            valid = got[:, :T, :T]
+                            assert np.isnan(got[:, T:, :]).all() and np.isnan(got[:, :, T:]).all()
+                        else:
+                            valid = got[:T]
+                            assert np.isnan(got[T:]).all()
+                        err = np.abs(valid - want).max() / np.abs(want).max()
+                        assert err <= 1e-4, (run_name, name, p, err)
