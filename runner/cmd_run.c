@@ -159,11 +159,10 @@ static int setup_load(Setup *s, const Args *a, Err *err)
         if (cfg->exps[e].source != SRC_RESAMPLE) continue;
         for (size_t i = 0; i < cfg->n_pairs; i++)
             if (worker_resample_partner(cfg, i) < 0)
-                return err_set(err, "%s:%d:%d: experiment '%s' resamples, but pair %zu has no "
-                               "other pair of the same length (%zu tokens)",
-                               cfg->exps[e].mark.file, cfg->exps[e].mark.line,
-                               cfg->exps[e].mark.col, cfg->exps[e].name, i,
-                               cfg->pairs[i].n_tokens);
+                return err_set(err, "%s:%d:%d: source: resample needs, for every pair, another "
+                               "pair of the same length; pair %zu (%zu tokens) has none",
+                               cfg->exps[e].source_mark.file, cfg->exps[e].source_mark.line,
+                               cfg->exps[e].source_mark.col, i + 1, cfg->pairs[i].n_tokens);
         break;
     }
     return plan_build(&s->plan, cfg, model_config(s->model), 0, err);
