@@ -33,7 +33,10 @@ static void usage(FILE *f)
             "  --hooks PATTERN  shell glob over TL hook names (repeatable); default: every\n"
             "                   hook. --hooks none writes only the logits.\n"
             "  --prompt TEXT    text, tokenized with the model's tokenizer; BOS is prepended\n"
-            "                   as TransformerLens does unless --no-bos.\n"
+            "                   as TransformerLens does unless --no-bos, and special tokens\n"
+            "                   such as <|endoftext|> in the text are read as such (as\n"
+            "                   TransformerLens's to_tokens does; `patchgrid tokenize`\n"
+            "                   needs --allow-special for that).\n"
             "  -o OUT.h5        written whole or not at all (via a temporary file).\n");
 }
 
@@ -134,7 +137,9 @@ static int prompt_tokens(const Args *a, const Model *m, TokIds *ids, Err *err)
                 ids[i].cap = 16;
                 ids[i].ids[ids[i].n++] = bos;
             }
-            if (tok_encode(tok, a->prompts[i], strlen(a->prompts[i]), 0, &ids[i], err)) goto out;
+            if (tok_encode(tok, a->prompts[i], strlen(a->prompts[i]), TOK_ALLOW_SPECIAL, &ids[i],
+                           err))
+                goto out;
         }
         if (ids[i].n != ids[0].n) {
             err_set(err, "prompt %zu has %zu tokens but prompt 1 has %zu: cache needs prompts of "
