@@ -6,22 +6,12 @@ import h5py
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def shared_tokenizer():
-    shared = os.environ.get("PATCHGRID_SHARED") or os.path.join(ROOT, "..", "shared")
-    path = os.path.join(shared, "tokenizers", "gpt2")
-    if not os.path.isfile(os.path.join(path, "vocab.json")):
-        pytest.fail(f"the shared GPT-2 tokenizer is missing: looked in {path} "
-                    "(set PATCHGRID_SHARED)")
-    return path
-
+from shared_data import shared_gpt2
 
 @pytest.fixture(scope="module")
 def gpt2_vocab_model(model_factory):
     return model_factory("gpt2vocab", dict(layers=2, heads=4, d_model=32, vocab=50257, n_ctx=64,
-                                           seed=21, tokenizer=shared_tokenizer()))
+                                           seed=21, tokenizer=shared_gpt2()))
 
 
 def pg(patchgrid_bin, *args, **kw):

@@ -18,6 +18,8 @@ import subprocess
 
 import pytest
 
+from shared_data import shared_gpt2
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(ROOT, "tests", "data", "configs")
 PATCHGRID = os.environ.get("PATCHGRID")
@@ -29,16 +31,6 @@ _help = subprocess.run([PATCHGRID, "run", "--help"], capture_output=True, timeou
 if _help.returncode != 0:
     pytest.skip("`patchgrid run --help` exits non-zero: the run command does not exist yet "
                 "(these tests drive `patchgrid run CONFIG`)", allow_module_level=True)
-
-
-def shared_gpt2():
-    shared = os.environ.get("PATCHGRID_SHARED") or os.path.join(ROOT, "..", "shared")
-    d = os.path.normpath(os.path.join(shared, "tokenizers", "gpt2"))
-    missing = [f for f in ("vocab.json", "merges.txt") if not os.path.isfile(os.path.join(d, f))]
-    if missing:
-        pytest.fail(f"GPT-2 tokenizer files missing: {', '.join(missing)} not found in {d} "
-                    f"(looked in $PATCHGRID_SHARED/tokenizers/gpt2, default <repo>/../shared)")
-    return d
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,8 @@ import h5py
 import numpy as np
 import pytest
 
+from shared_data import shared_gpt2
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC = os.path.join(ROOT, "docs", "analysis.md")
 ANALYZE = os.path.join(ROOT, "tools", "analyze.py")
@@ -41,16 +43,6 @@ ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
 NAN_RGB = (190, 190, 190)     # include/heatmap.h
 HATCH_RGB = (130, 130, 130)
 WHITE0 = (247, 247, 247)      # the colour of 0
-
-
-def shared_gpt2():
-    shared = os.environ.get("PATCHGRID_SHARED") or os.path.join(ROOT, "..", "shared")
-    d = os.path.normpath(os.path.join(shared, "tokenizers", "gpt2"))
-    missing = [f for f in ("vocab.json", "merges.txt") if not os.path.isfile(os.path.join(d, f))]
-    if missing:
-        pytest.fail(f"GPT-2 tokenizer files missing: {', '.join(missing)} not found in {d} "
-                    f"(looked in $PATCHGRID_SHARED/tokenizers/gpt2, default <repo>/../shared)")
-    return d
 
 
 def doc_blocks(lang):

@@ -24,18 +24,10 @@ import subprocess
 
 import pytest
 
+from shared_data import shared_gpt2
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOK_TESTS = os.path.join(ROOT, "tests", "tok")
-
-
-def shared_gpt2():
-    shared = os.environ.get("PATCHGRID_SHARED") or os.path.join(ROOT, "..", "shared")
-    d = os.path.normpath(os.path.join(shared, "tokenizers", "gpt2"))
-    missing = [f for f in ("vocab.json", "merges.txt") if not os.path.isfile(os.path.join(d, f))]
-    if missing:
-        pytest.fail(f"GPT-2 tokenizer files missing: {', '.join(missing)} not found in {d} "
-                    f"(looked in $PATCHGRID_SHARED/tokenizers/gpt2, default <repo>/../shared)")
-    return d
 
 
 def binary():
