@@ -617,7 +617,7 @@ typedef struct ErrCase {
 static const ErrCase cases[] = {
     /* the file and its YAML */
     LOAD(MODEL "modle: m\n" PAIRS EXP, "c.yaml:2:1", "unknown key 'modle' (expected one of: model, "
-         "output, prepend_bos, seed, units_per_pair, metrics, dataset, experiments)"),
+         "output, prepend_bos, seed, units_per_pair, pairs_per_unit, activations, metrics, dataset, experiments)"),
     LOAD(MODEL PAIRS EXP "model: m\n", "c.yaml:7:1", "duplicate key 'model' (first given at line 1)"),
     LOAD(PAIRS EXP, "c.yaml:1:1", "the config is missing key 'model'"),
     LOAD(MODEL EXP, "c.yaml:1:1", "the config is missing key 'dataset'"),
