@@ -328,8 +328,16 @@ static void print_plan(const Setup *s, int ranks)
     }
     printf("\nunits       %zu (%zu pairs x %zu experiment slices each)\ncells       %zu\n",
            p->n_units, p->pairs_per_unit, p->units_per_block, total);
-    printf("forward passes a TransformerLens loop would run: %zu (+ 2 per pair for baselines)\n",
-           total);
+    /* One full forward of the longest pair, as a TransformerLens loop runs per cell:
+     * the projections and MLP of every layer, attention, the full unembedding. */
+    const ModelConfig *mc = model_config(s->model);
+    double T = (double)p->max_tokens, C = (double)mc->d_model, F = (double)mc->d_mlp;
+    double per_fwd = 2.0 * T * ((double)mc->n_layers * (4 * C * C + 2 * C * F + 2 * T * C) +
+                                (double)mc->d_vocab * C);
+    printf("forward passes a TransformerLens loop would run: %zu (+ 2 per pair for baselines),\n"
+           "            about %.3g TFLOP; the fast engine skips exact no-ops and recomputes only\n"
+           "            the layers and positions a patch can change\n",
+           total, per_fwd * (double)total / 1e12);
     printf("ranks       %d (%s)\n", ranks, ranks > 1 ? "rank 0 coordinates" : "one process");
 }
 
