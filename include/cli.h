@@ -12,6 +12,8 @@ int cmd_cache(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 /* Prints "patchgrid: MSG" style errors for bad command-line usage and returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

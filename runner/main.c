@@ -18,6 +18,8 @@ static const Command commands[] = {
     {"tokenize", cmd_tokenize, "text to token ids and back with the model's tokenizer"},
     {"run", cmd_run, "run a patching sweep from a YAML config (MPI-aware, resumable)"},
     {"report", cmd_report, "tables and heatmap PNGs of a results file"},
+    {"status", cmd_status, "how far a results file is (exit 0 when complete)"},
+    {"merge", cmd_merge, "combine part files of a job array into one results file"},
 };
 
 static void usage(FILE *f)
