@@ -91,8 +91,7 @@ test-unit: $(UNIT_BIN)
 	sh tests/run_all.sh $(BUILD) unit
 
 test-slurm: all
-	sh tools/deps.sh slurm
-	sh tests/slurm/test_slurm.sh $(BUILD)
+	sh tests/run_all.sh $(BUILD) slurm
 
 demo: all
 	sh tools/demo.sh $(BUILD)

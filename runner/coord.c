@@ -104,7 +104,9 @@ typedef struct Coord {
 } Coord;
 
 /* The next range of units for a worker: about remaining / (2 workers) units
- * that are not done (at least one), as consecutive ids. */
+ * that are not done (at least one), as consecutive ids, and at most one block
+ * of pairs' worth (units_per_block), so that a worker comes back often enough
+ * for syncs and stops to reach it. */
 static int next_range(Coord *c, int64_t *first, int64_t *end, size_t max_chunk)
 {
     while (c->next < c->end && unit_done(c->store, c->next)) c->next++;
@@ -139,7 +141,7 @@ static int coordinator(const Plan *plan, Store *store, int null_work, size_t fir
             c.remaining++;
     }
     /* Null work measures the cost of one dispatch: one unit per message. */
-    size_t max_chunk = null_work ? 1 : SIZE_MAX;
+    size_t max_chunk = null_work ? 1 : plan->units_per_block;
     Progress *pr = progress_new(total, done, 10.0);
     int *busy = xcalloc((size_t)size, sizeof *busy);
     int stopped = 0, in_flight = 0, sync_waiting = 0;

@@ -1,9 +1,9 @@
 #!/bin/sh
-# tests/run_all.sh BUILD_DIR [unit|py] — the test suite behind `make test`.
-# Runs every C unit test binary, then the Python reference tests (pytest with
-# /usr/bin/python3). Exits non-zero if anything fails.
+# tests/run_all.sh BUILD_DIR [unit|py|slurm] — the test suite behind `make test`.
+# Runs every C unit test binary, the Python tests (pytest with /usr/bin/python3),
+# then the Slurm cluster test. Exits non-zero if anything fails.
 set -eu
-build=${1:?usage: run_all.sh BUILD_DIR [unit|py]}
+build=${1:?usage: run_all.sh BUILD_DIR [unit|py|slurm]}
 only=${2:-all}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -33,6 +33,18 @@ fi
 if [ "$only" = all ] || [ "$only" = py ]; then
     echo "== pytest tests/py"
     if ! /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/py ${PYTEST_ARGS:-}; then failed=1; fi
+fi
+if [ "$only" = all ] || [ "$only" = slurm ]; then
+    # A real one-node Slurm cluster (installs slurm-wlm and munge when it can;
+    # exit 77 = Slurm cannot be installed here, which is said, not hidden).
+    echo "== tests/slurm/test_slurm.sh"
+    rc=0
+    sh tests/slurm/test_slurm.sh "$build" || rc=$?
+    case $rc in
+    0) ;;
+    77) echo "SKIPPED: the Slurm test (Slurm cannot be installed on this machine)" ;;
+    *) failed=1; echo "FAILED: tests/slurm/test_slurm.sh" ;;
+    esac
 fi
 if [ "$failed" != 0 ]; then
     echo "SOME TESTS FAILED"

@@ -108,7 +108,7 @@ def reference(patchgrid_bin, config, tmp_path_factory):
 @pytest.fixture(scope="module")
 def long_config(model_dir, tmp_path_factory):
     """A sweep that takes a few seconds, long enough to be interrupted."""
-    return write_config(tmp_path_factory.mktemp("mpi") / "long.yaml", model_dir, n_pairs=120,
+    return write_config(tmp_path_factory.mktemp("mpi") / "long.yaml", model_dir, n_pairs=400,
                         seed=1)
 
 
