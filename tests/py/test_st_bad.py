@@ -14,8 +14,8 @@ from st_corpus import BAD_FILES, BAD_INDEXES
 
 PATCHGRID = os.environ.get("PATCHGRID")
 if not PATCHGRID:
-    pytest.skip("PATCHGRID is not set: run through `make test` or set it to the patchgrid binary",
-                allow_module_level=True)
+    pytest.fail("PATCHGRID is not set: run through `make test` or set it to the patchgrid binary",
+                pytrace=False)
 
 CONFIG = {"model_type": "gpt2", "n_layer": 1, "n_head": 1, "n_embd": 4, "vocab_size": 8,
           "n_positions": 8}
