@@ -139,6 +139,10 @@ typedef struct Config {
  * returns -1, err = "path:line:col: message", *out = NULL. */
 int cfg_load(Config **out, const char *path, Err *err);
 
+/* cfg_load with the config's `model` replaced by model_dir (a command-line
+ * override; errors about it then name "--model" instead of a line). */
+int cfg_load_model(Config **out, const char *path, const char *model_dir, Err *err);
+
 /* Tokenizes and range-checks against the model (see the header comment).
  * tok may be NULL when every pair gives token ids. On error returns -1 and
  * err points at the offending node; the Config may then be half resolved and

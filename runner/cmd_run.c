@@ -138,15 +138,11 @@ static int file_exists(const char *dir, const char *name)
 
 static int setup_load(Setup *s, const Args *a, Err *err)
 {
-    if (cfg_load(&s->cfg, a->config, err)) return -1;
+    if (cfg_load_model(&s->cfg, a->config, a->model, err)) return -1;
     Config *cfg = s->cfg;
     if (a->output != NULL) {
         free(cfg->output);
         cfg->output = xstrdup(a->output);
-    }
-    if (a->model != NULL) {
-        free(cfg->model_dir);
-        cfg->model_dir = xstrdup(a->model);
     }
     if (model_open(&s->model, cfg->model_dir, err)) return -1;
     /* The tokenizer is optional (pairs may be token ids), but a broken one

@@ -473,7 +473,6 @@ static int want_long(Walk *w, yaml_node_t *v, const char *what, long lo, long hi
     errno = 0;
     long x = strtol(s, &end, 10);
     if (end == s || *end != '\0' || errno == ERANGE || x < lo || x > hi) {
-        QBuf d;
         escaped(s, v->data.scalar.length, 0, d.s, sizeof d.s);
         if (end == s || *end != '\0')
             return err_at(err, node_mark(w, v), "%s must be a decimal integer, not %s", what, d.s);
@@ -1342,7 +1341,7 @@ static int yaml_error(const yaml_parser_t *p, const Walk *w, const char *text, s
     return err_at(err, m, "%s", problem);
 }
 
-int cfg_load(Config **out, const char *path, Err *err)
+int cfg_load_model(Config **out, const char *path, const char *model_dir, Err *err)
 {
     *out = NULL;
     Config *cfg = xcalloc(1, sizeof *cfg);
@@ -1388,7 +1387,9 @@ int cfg_load(Config **out, const char *path, Err *err)
     if (walk_mapping(&w, root, "the config", top_keys, COUNT(top_keys), &top, &s, err)) goto out;
 
     cfg->model_mark = s.val[TK_MODEL];
-    cfg->model_dir = path_beside(path, top.model);
+    cfg->model_dir = model_dir ? xstrdup(model_dir) : path_beside(path, top.model);
+    if (model_dir) /* errors about it name the command line, not the config */
+        cfg->model_mark = (CfgMark){.file = "--model", .line = 0, .col = 0};
     struct stat st;
     if (stat(cfg->model_dir, &st) != 0) {
         if (errno == ENOENT)
@@ -1649,6 +1650,11 @@ int cfg_resolve(Config *cfg, const ModelConfig *mc, Tok *tok, Err *err)
 out:
     free(ids.ids);
     return rc;
+}
+
+int cfg_load(Config **out, const char *path, Err *err)
+{
+    return cfg_load_model(out, path, NULL, err);
 }
 
 long cfg_pos_index(const CfgPos *pos, const CfgPair *pair)
