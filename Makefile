@@ -104,6 +104,10 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/patchgrid
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/patchgrid
 	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/patchgrid/
+	install -d $(DESTDIR)$(PREFIX)/share/patchgrid/slurm
+	install -m 755 slurm/sweep.sbatch $(DESTDIR)$(PREFIX)/share/patchgrid/slurm/
+	ln -sf sweep.sbatch $(DESTDIR)$(PREFIX)/share/patchgrid/slurm/array.sbatch
+	install -m 644 slurm/README.md $(DESTDIR)$(PREFIX)/share/doc/patchgrid/slurm.md
 
 clean:
 	rm -rf build
