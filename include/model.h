@@ -164,6 +164,11 @@ size_t fwd_attn_off(const Fwd *f, size_t seg); /* offset of seg's attention bloc
 const float *fwd_logits(const Fwd *f, size_t seg);
 size_t fwd_logit_width(const Fwd *f, size_t seg);
 
+/* A new workspace holding segment seg of f's last run as a run of its own:
+ * its kept activations and logits, copied (so that a batch of prompts run
+ * together can serve as separate one-prompt runs, e.g. as prefixes). */
+Fwd *fwd_extract(const Fwd *f, size_t seg);
+
 /* FLOPs of the matrix products of the last run (for GFLOP/s figures). */
 double fwd_flops(const Fwd *f);
 

@@ -88,6 +88,11 @@ void patch_free(PatchEngine *e); /* accepts NULL */
 /* Runs the pair's clean and corrupted prompts. Errors: token ids out of the
  * vocabulary, prompts longer than the context. */
 int patch_pair_runs(PatchEngine *e, const PatchPair *pair, PairRuns **out, Err *err);
+
+/* The same for n pairs at once, in one batched forward (faster: more rows per
+ * matrix product); out[i] are the pairs' runs. On error out[] is all NULL. */
+int patch_pairs_runs(PatchEngine *e, const PatchPair *pairs, size_t n, PairRuns **out,
+                     Err *err);
 void patch_pair_free(PairRuns *r); /* accepts NULL */
 
 /* Metrics of the unpatched runs: out[run * METRIC_COUNT + metric]. KL of the

@@ -105,13 +105,15 @@ static int block_runs(Worker *w, Store *store, const PlanUnit *u, Err *err)
 {
     if (w->runs_pair0 == u->pair0 && w->n_runs == u->pair1 - u->pair0) return 0;
     drop_runs(w);
+    size_t n = u->pair1 - u->pair0;
+    PatchPair *pairs = xcalloc(n, sizeof *pairs);
+    for (size_t i = 0; i < n; i++) pairs[i] = pair_of(&w->plan->cfg->pairs[u->pair0 + i]);
+    int rc = patch_pairs_runs(w->engine, pairs, n, w->runs, err);
+    free(pairs);
+    if (rc) return err_prefix(err, "pairs %zu..%zu: ", u->pair0, u->pair1 - 1);
+    w->n_runs = n;
     for (size_t p = u->pair0; p < u->pair1; p++) {
-        if (pair_runs(w, p, &w->runs[w->n_runs], err)) {
-            drop_runs(w);
-            return -1;
-        }
-        w->n_runs++;
-        const PairRuns *r = w->runs[w->n_runs - 1];
+        const PairRuns *r = w->runs[p - u->pair0];
         float base[2 * METRIC_COUNT];
         patch_baseline(r, base);
         int bad = store_write_baseline(store, p, base, err);

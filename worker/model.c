@@ -848,6 +848,44 @@ static void unembed(const Model *m, Fwd *f, const ModelRun *run, const float *x,
     }
 }
 
+Fwd *fwd_extract(const Fwd *f, size_t seg)
+{
+    CHECK(seg < f->n_segs);
+    const ModelConfig *c = &f->m->cfg;
+    Fwd *g = fwd_new(f->m, f->keep);
+    size_t rows = f->row_off[seg + 1] - f->row_off[seg];
+    size_t attn = f->attn_off[seg + 1] - f->attn_off[seg];
+    size_t logits = f->logit_off[seg + 1] - f->logit_off[seg];
+    /* One segment, laid out as a run of just that prompt. */
+    g->segs_cap = 2;
+    g->row_off = xcalloc(2, sizeof(size_t));
+    g->attn_off = xcalloc(2, sizeof(size_t));
+    g->logit_off = xcalloc(2, sizeof(size_t));
+    g->logit_w = xcalloc(2, sizeof(size_t));
+    g->n_segs = 1;
+    g->row_off[1] = rows;
+    g->attn_off[1] = attn;
+    g->logit_off[1] = logits;
+    g->logit_w[0] = f->logit_w[seg];
+    g->attn_stacked = 1;
+    for (int k = 0; k < HOOK_KIND_COUNT; k++) {
+        HookKind kind = (HookKind)k;
+        size_t w = hook_is_attn(kind) ? 0 : hook_width(c, kind);
+        g->slot[k] = hook_is_attn(kind) ? attn : rows * w;
+        size_t slots = f->keep[k] ? nslots(f, kind) : 0;
+        ensure(&g->buf[k], &g->cap[k], xmul(g->slot[k], slots ? slots : 1));
+        for (size_t l = 0; l < slots; l++) {
+            const float *src = f->buf[k] + l * f->slot[k] +
+                               (hook_is_attn(kind) ? f->attn_off[seg] : f->row_off[seg] * w);
+            memcpy(g->buf[k] + l * g->slot[k], src, g->slot[k] * sizeof(float));
+        }
+    }
+    ensure(&g->logits, &g->logits_cap, logits);
+    memcpy(g->logits, f->logits + f->logit_off[seg], logits * sizeof(float));
+    g->flops = 0.0;
+    return g;
+}
+
 int model_forward(const Model *m, Fwd *f, const ModelRun *run, Err *err)
 {
     const ModelConfig *c = &m->cfg;

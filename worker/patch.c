@@ -267,51 +267,75 @@ void patch_pair_free(PairRuns *r)
     free(r);
 }
 
-int patch_pair_runs(PatchEngine *e, const PatchPair *pair, PairRuns **out, Err *err)
+/* Baseline metrics and the clean log-probabilities of a pair whose runs hold
+ * their last-position logits at last[run]. */
+static void finish_pair(PairRuns *r, const float *last[2])
 {
-    const ModelConfig *c = model_config(e->m);
-    *out = NULL;
-    PairRuns *r = xcalloc(1, sizeof *r);
-    r->e = e;
-    r->T = pair->n_tokens;
-    r->answer = pair->answer;
-    r->wrong = pair->wrong;
-    if (pair->answer < 0 || (size_t)pair->answer >= c->d_vocab || pair->wrong < 0 ||
-        (size_t)pair->wrong >= c->d_vocab) {
-        patch_pair_free(r);
-        return err_set(err, "answer/wrong token id outside the vocabulary of %zu", c->d_vocab);
-    }
-    float *last[2];
-    for (int i = 0; i < 2; i++) {
-        const int32_t *toks = i == PATCH_RUN_CLEAN ? pair->clean : pair->corrupted;
-        r->tokens[i] = xmalloc(r->T * sizeof(int32_t));
-        memcpy(r->tokens[i], toks, r->T * sizeof(int32_t));
-        r->run[i] = fwd_new(e->m, e->keep);
-        /* Logits of the last position only, unless ln_final's hooks are kept:
-         * they then need every position. */
-        int all_rows = e->keep[HOOK_LNF_SCALE] || e->keep[HOOK_LNF_NORMALIZED];
-        ModelSeg seg = {.tokens = r->tokens[i], .n_tokens = r->T};
-        ModelRun run = {.segs = &seg, .n_segs = 1, .entry = MODEL_ENTRY_EMBED,
-                        .last_only = !all_rows};
-        if (model_forward(e->m, r->run[i], &run, err)) {
-            patch_pair_free(r);
-            return -1;
-        }
-        e->stats.flops += fwd_flops(r->run[i]);
-        last[i] = (float *)fwd_logits(r->run[i], 0) + (all_rows ? (r->T - 1) * c->d_vocab : 0);
-    }
+    const ModelConfig *c = model_config(r->e->m);
     r->clean_logp = xmalloc(c->d_vocab * sizeof(float));
     double lse = logsumexp(last[PATCH_RUN_CLEAN], c->d_vocab);
     for (size_t v = 0; v < c->d_vocab; v++)
         r->clean_logp[v] = (float)((double)last[PATCH_RUN_CLEAN][v] - lse);
-    /* Baselines: logit differences first (the normalised one divides by them). */
+    /* Logit differences first: the normalised one divides by them. */
     uint32_t all = (1u << METRIC_COUNT) - 1;
     for (int i = 0; i < 2; i++)
         r->base[i * METRIC_COUNT + METRIC_LOGIT_DIFF] = last[i][r->answer] - last[i][r->wrong];
     for (int i = 0; i < 2; i++) metrics_of(r->base + i * METRIC_COUNT, all, last[i], 1, r);
     r->base[PATCH_RUN_CLEAN * METRIC_COUNT + METRIC_KL] = 0.0f;
-    *out = r;
+}
+
+int patch_pairs_runs(PatchEngine *e, const PatchPair *pairs, size_t n, PairRuns **out, Err *err)
+{
+    const ModelConfig *c = model_config(e->m);
+    for (size_t i = 0; i < n; i++) out[i] = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (pairs[i].answer < 0 || (size_t)pairs[i].answer >= c->d_vocab || pairs[i].wrong < 0 ||
+            (size_t)pairs[i].wrong >= c->d_vocab)
+            return err_set(err, "answer/wrong token id outside the vocabulary of %zu",
+                           c->d_vocab);
+    /* Every prompt of the batch in one forward (many rows per matrix
+     * product); logits at the last position only, unless ln_final's hooks
+     * are kept: they then need every position. */
+    int all_rows = e->keep[HOOK_LNF_SCALE] || e->keep[HOOK_LNF_NORMALIZED];
+    ModelSeg *segs = xcalloc(2 * n, sizeof *segs);
+    for (size_t i = 0; i < n; i++) {
+        segs[2 * i] = (ModelSeg){.tokens = pairs[i].clean, .n_tokens = pairs[i].n_tokens};
+        segs[2 * i + 1] = (ModelSeg){.tokens = pairs[i].corrupted, .n_tokens = pairs[i].n_tokens};
+    }
+    ModelRun run = {.segs = segs, .n_segs = 2 * n, .entry = MODEL_ENTRY_EMBED,
+                    .last_only = !all_rows};
+    Fwd *batch = fwd_new(e->m, e->keep);
+    int rc = model_forward(e->m, batch, &run, err);
+    free(segs);
+    if (rc) {
+        fwd_free(batch);
+        return -1;
+    }
+    e->stats.flops += fwd_flops(batch);
+    for (size_t i = 0; i < n; i++) {
+        PairRuns *r = xcalloc(1, sizeof *r);
+        r->e = e;
+        r->T = pairs[i].n_tokens;
+        r->answer = pairs[i].answer;
+        r->wrong = pairs[i].wrong;
+        const float *last[2];
+        for (int k = 0; k < 2; k++) {
+            const int32_t *toks = k == PATCH_RUN_CLEAN ? pairs[i].clean : pairs[i].corrupted;
+            r->tokens[k] = xmalloc(r->T * sizeof(int32_t));
+            memcpy(r->tokens[k], toks, r->T * sizeof(int32_t));
+            r->run[k] = fwd_extract(batch, 2 * i + (size_t)k);
+            last[k] = fwd_logits(r->run[k], 0) + (all_rows ? (r->T - 1) * c->d_vocab : 0);
+        }
+        finish_pair(r, last);
+        out[i] = r;
+    }
+    fwd_free(batch);
     return 0;
+}
+
+int patch_pair_runs(PatchEngine *e, const PatchPair *pair, PairRuns **out, Err *err)
+{
+    return patch_pairs_runs(e, pair, 1, out, err);
 }
 
 void patch_baseline(const PairRuns *r, float out[2 * METRIC_COUNT])
