@@ -573,25 +573,16 @@ static int read_baselines(hid_t file, const char *path, size_t n_pairs, Results 
 
 /* ---- the file ---------------------------------------------------------------------- */
 
-/* The run state: the root attribute `status`, or (newer files, where the
- * state is raw data so that a run never changes metadata) the first string
- * of the dataset /status. "" if neither. */
+/* The run state: the string of the dataset /status (raw data, so that a run
+ * never changes metadata); "" if absent. */
 static char *read_status(hid_t f)
 {
-    char *s = attr_str(f, "status");
-    if (s[0] || H5Lexists(f, "status", H5P_DEFAULT) <= 0) {
-        H5Eclear2(H5E_DEFAULT);
-        return s;
-    }
-    hid_t d = H5Dopen2(f, "status", H5P_DEFAULT);
+    hid_t d = H5Lexists(f, "status", H5P_DEFAULT) > 0 ? H5Dopen2(f, "status", H5P_DEFAULT) : -1;
     size_t n = 0;
     char **v = d >= 0 ? read_strings(d, 0, 1, &n) : NULL;
     if (d >= 0) H5Dclose(d);
     H5Eclear2(H5E_DEFAULT);
-    if (v && n >= 1) {
-        free(s);
-        s = xstrdup(v[0]);
-    }
+    char *s = xstrdup(v && n >= 1 ? v[0] : "");
     free_strings(v, n);
     return s;
 }

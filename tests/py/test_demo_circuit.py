@@ -63,7 +63,7 @@ def sweep(patchgrid_bin, tmp_path_factory):
     res = {"exp": {}, "pos": {}}
     with h5py.File(out, "r") as f:
         # the run state: a string dataset /status (an attribute in older files)
-        status = f["status"][0] if "status" in f else f.attrs["status"]
+        status = f["status"][0]
         assert decode(status).rstrip("\0") == "complete", f"{out}: status {status!r}"
         res["clean"] = f["pairs/clean_tokens"][...]
         res["corrupted"] = f["pairs/corrupted_tokens"][...]

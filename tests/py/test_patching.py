@@ -156,9 +156,7 @@ def run_patchgrid(binary, config, out, naive=False):
 def read_results(path, names):
     out = {"baseline": {}, "exp": {}, "attrs": {}, "scales": {}}
     with h5py.File(path, "r") as f:
-        status = f["status"][...] if "status" in f else f.attrs.get("status")  # dataset since format 1.x
-        status = np.ravel(status)[0] if status is not None else None
-        status = status.decode() if isinstance(status, bytes) else status
+        status = f["status"][0].decode()
         assert status == "complete", f"{path}: status {status!r}, expected 'complete'"
         for m in METRICS:
             out["baseline"][m] = f[f"baseline/{m}"][...].astype(np.float64)

@@ -365,11 +365,8 @@ def test_colours_of_known_cells(patchgrid_bin, placed, tmp_path):
 
 
 def set_status(f, status):
-    """The run state: a dataset /status in current files, a root attribute in older ones."""
-    if "status" in f:
-        f["status"][0] = status.encode()
-    else:
-        f.attrs.create("status", np.bytes_(status))
+    """The run state, the dataset /status."""
+    f["status"][0] = status.encode()
 
 
 def test_partial_file(patchgrid_bin, results, tmp_path):
@@ -453,14 +450,12 @@ def test_running_and_interrupted_run(patchgrid_bin, model_dir, tmp_path):
     assert len(list((tmp_path / "part").glob("*.png"))) == 6
 
 
-def test_file_without_token_strings_and_old_status(patchgrid_bin, results, tmp_path):
-    """A model without a tokenizer leaves no /pairs/clean_token_str: tokens show as ids. Files
-    from before the run state moved to /status keep it in a root attribute."""
+def test_file_without_token_strings(patchgrid_bin, results, tmp_path):
+    """A model without a tokenizer leaves no /pairs/clean_token_str: tokens show as ids."""
     path = copy(results, tmp_path / "ids.h5")
     with h5py.File(path, "r+") as f:
         del f["pairs/clean_token_str"]
-        del f["status"]
-        f.attrs.create("status", np.bytes_("partial"))
+        set_status(f, "partial")
         ids = f["pairs/clean_tokens"][0]
         total = sum(f["experiments"][e]["done"].size for e in f["experiments"])
     proc = report(patchgrid_bin, path, "-o", str(tmp_path / "o"))
