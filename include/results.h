@@ -30,6 +30,9 @@ typedef struct ResMetric {
     char *name;
     size_t cells;     /* per pair: the product of the axes' lengths */
     double *mean;     /* (cells) over the pairs that have the cell; NaN if none has */
+    double *effect;   /* (cells) mean over the same pairs of the value minus the patched
+                         run's own value (its baseline: corrupted when denoising, clean
+                         when noising), or NULL when the file has no such baseline */
     uint32_t *count;  /* (cells) how many pairs have it */
     size_t n_valued;  /* cells that at least one pair has */
 } ResMetric;
@@ -46,6 +49,7 @@ typedef struct ResExperiment {
 typedef struct ResBaseline {
     char *metric;
     double mean[2];  /* clean, corrupted run: mean over the pairs that have it (NaN if none) */
+    float *values;   /* (n_pairs, 2) per pair */
 } ResBaseline;
 
 typedef struct Results {
@@ -66,9 +70,10 @@ typedef struct Results {
 int results_load(Results **out, const char *path, Err *err);
 void results_free(Results *r);
 
-/* The k (or fewer) cells with the largest |mean| (cells without a value
- * excluded), largest first, ties in cell order; writes their indices to top
- * and returns how many. A cell index is row-major over the axes. */
+/* The k (or fewer) cells with the largest |effect| (|mean| when the metric
+ * has no effect), cells without a value excluded, largest first, ties in
+ * cell order; writes their indices to top and returns how many. A cell index
+ * is row-major over the axes. */
 size_t results_top_cells(const ResMetric *m, size_t k, size_t *top);
 
 /* The index of axis a of cell (row-major over the experiment's axes). */

@@ -28,10 +28,13 @@ static void usage(FILE *f)
             "\n"
             "Summarises a results file of 'patchgrid run' (complete, partial, or still\n"
             "being written):\n"
-            "  stdout  per experiment and metric, the N cells (default %d) with the largest\n"
-            "          |mean over pairs| (a cell's mean is over the pairs that have it),\n"
-            "          with layer, position (index and pair 0's token, or the position's\n"
-            "          name), head; the baselines; how many work units are done.\n"
+            "  stdout  per experiment and metric, the N cells (default %d) where patching\n"
+            "          changes the metric most: largest |mean over pairs of (value - the\n"
+            "          patched run's own value)|, i.e. the change from the corrupted run when\n"
+            "          denoising, from the clean run when noising (a cell's mean is over the\n"
+            "          pairs that have it); with layer, position (index and pair 0's token,\n"
+            "          or the position's name), head, the mean value and the change; the\n"
+            "          baselines; how many work units are done.\n"
             "  DIR     EXPERIMENT.METRIC.png: the mean over pairs as a heatmap (layer x\n"
             "          position, layer x head, or a layer x head panel per position) on a\n"
             "          blue-white-red scale centred at 0, NaN (no value) hatched grey;\n"
@@ -192,7 +195,7 @@ static void print_table(const Table *t)
             pad(5, w_tok);
         }
     }
-    printf("        mean  pairs\n");
+    printf("        mean%s  pairs\n", t->m->effect ? "      change" : "");
     for (size_t i = 0; i < t->n; i++) {
         size_t cell = t->top[i];
         printf("    %4zu", i + 1);
@@ -212,7 +215,9 @@ static void print_table(const Table *t)
                 pad(canvas_text_glyphs(q), w_tok);
             }
         }
-        printf("  %10.4g  %zu/%zu\n", t->m->mean[cell], (size_t)t->m->count[cell], t->n_pairs);
+        printf("  %10.4g", t->m->mean[cell]);
+        if (t->m->effect) printf("  %10.4g", t->m->effect[cell]);
+        printf("  %zu/%zu\n", (size_t)t->m->count[cell], t->n_pairs);
     }
 }
 
@@ -225,7 +230,8 @@ static void html_table(FILE *f, const Table *t)
         html_text(f, e->axes[a].name);
         fputs(is_pos(&e->axes[a]) ? "</th><th>token (pair 0)</th>" : "</th>", f);
     }
-    fputs("<th>mean</th><th>pairs</th></tr>\n", f);
+    fputs(t->m->effect ? "<th>mean</th><th>change</th><th>pairs</th></tr>\n"
+                       : "<th>mean</th><th>pairs</th></tr>\n", f);
     for (size_t i = 0; i < t->n; i++) {
         size_t cell = t->top[i];
         fprintf(f, "<tr><td>%zu</td>", i + 1);
@@ -248,8 +254,12 @@ static void html_table(FILE *f, const Table *t)
             }
         }
         double v = t->m->mean[cell];
-        fprintf(f, "<td class=%s>%.4g</td><td>%zu/%zu</td></tr>\n", v > 0 ? "pos" : v < 0 ? "neg" : "zero",
-                v, (size_t)t->m->count[cell], t->n_pairs);
+        fprintf(f, "<td class=%s>%.4g</td>", v > 0 ? "pos" : v < 0 ? "neg" : "zero", v);
+        if (t->m->effect) {
+            double d = t->m->effect[cell];
+            fprintf(f, "<td class=%s>%.4g</td>", d > 0 ? "pos" : d < 0 ? "neg" : "zero", d);
+        }
+        fprintf(f, "<td>%zu/%zu</td></tr>\n", (size_t)t->m->count[cell], t->n_pairs);
     }
     fputs("</table>\n", f);
 }
@@ -400,7 +410,13 @@ static void print_experiment(const ResExperiment *e, const Figure *figs)
             printf("-- %s: no values yet (0 of %zu cells)\n", m->name, m->cells);
             continue;
         }
-        printf("-- %s: top %zu of %zu cells by |mean over pairs|", m->name, figs[i].table.n, m->cells);
+        if (m->effect)
+            printf("-- %s: top %zu of %zu cells by |change from the %s run| (mean over pairs)",
+                   m->name, figs[i].table.n, m->cells,
+                   strcmp(e->direction, "noising") == 0 ? "clean" : "corrupted");
+        else
+            printf("-- %s: top %zu of %zu cells by |mean over pairs|", m->name, figs[i].table.n,
+                   m->cells);
         if (m->n_valued < m->cells) printf(" (%zu cells have no value)", m->cells - m->n_valued);
         printf("\n");
         print_table(&figs[i].table);
@@ -445,7 +461,8 @@ static int write_index(const Results *r, int complete, Figure *const *figs, cons
     }
     fputs("<p>Each heatmap is the mean over pairs of one metric, TransformerLens <code>imshow</code> "
           "style: blue negative, white 0, red positive, symmetric about 0; hatched grey = no value (NaN). "
-          "Tables list the cells with the largest |mean|.</p>\n<ul>\n", f);
+          "Tables list the cells where patching changes the metric most (largest |mean change from "
+          "the patched run's own value|).</p>\n<ul>\n", f);
     for (size_t i = 0; i < r->n_exps; i++) {
         fputs("<li><a href=\"#exp-", f);
         html_text(f, r->exps[i].name);

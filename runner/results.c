@@ -351,13 +351,16 @@ static void read_axis(hid_t file, hid_t g, const char *name, size_t n, const Pai
 }
 
 /* Means over pairs of one metric dataset [pair, cells...], a block of pairs
- * at a time. */
-static int summarise_metric(hid_t d, size_t n_pairs, size_t cells, ResMetric *m)
+ * at a time; with ref (pair p's reference value at ref[p * 2]) also the
+ * means of value - reference. */
+static int summarise_metric(hid_t d, size_t n_pairs, size_t cells, ResMetric *m,
+                            const float *ref)
 {
     m->cells = cells;
     m->mean = xmalloc((cells ? cells : 1) * sizeof *m->mean);
     m->count = xcalloc(cells ? cells : 1, sizeof *m->count);
     double *sum = xcalloc(cells ? cells : 1, sizeof *sum);
+    double *dsum = ref ? xcalloc(cells ? cells : 1, sizeof *dsum) : NULL;
     size_t block = cells ? BLOCK_FLOATS / cells : 1;
     if (block == 0) block = 1;
     if (block > n_pairs) block = n_pairs;
@@ -378,16 +381,20 @@ static int summarise_metric(hid_t d, size_t n_pairs, size_t cells, ResMetric *m)
         for (size_t i = 0; rc == 0 && i < np * cells; i++)
             if (!isnan(buf[i])) {
                 sum[i % cells] += buf[i];
+                if (dsum) dsum[i % cells] += (double)buf[i] - (double)ref[(p0 + i / cells) * 2];
                 m->count[i % cells]++;
             }
     }
+    if (dsum) m->effect = xmalloc((cells ? cells : 1) * sizeof *m->effect);
     for (size_t c = 0; c < cells; c++) {
         m->mean[c] = m->count[c] ? sum[c] / m->count[c] : NAN;
+        if (dsum) m->effect[c] = m->count[c] ? dsum[c] / m->count[c] : NAN;
         m->n_valued += m->count[c] > 0;
     }
     H5Sclose(fs);
     free(buf);
     free(sum);
+    free(dsum);
     return rc;
 }
 
@@ -405,7 +412,7 @@ static size_t split_axes(const char *s, char names[][32], size_t max)
 }
 
 static int read_experiment(hid_t file, hid_t eg, const char *path, const char *name, size_t n_pairs,
-                           const Pair0 *p0, ResExperiment *e, Err *err)
+                           const Pair0 *p0, const Results *base, ResExperiment *e, Err *err)
 {
     e->name = xstrdup(name);
     e->patch = attr_str(eg, "patch");
@@ -480,7 +487,12 @@ static int read_experiment(hid_t file, hid_t eg, const char *path, const char *n
         for (size_t a = 0; a < e->n_axes; a++) cells = xmul(cells, (size_t)dims[1 + a]);
         ResMetric *m = &e->metrics[e->n_metrics++];
         m->name = xstrdup(ns.v[i]);
-        int bad = summarise_metric(d, n_pairs, cells, m);
+        /* The patched run's own value of this metric: its baseline. */
+        const float *ref = NULL;
+        for (size_t b = 0; b < base->n_baselines; b++)
+            if (strcmp(base->baselines[b].metric, ns.v[i]) == 0 && base->baselines[b].values)
+                ref = base->baselines[b].values + (strcmp(e->direction, "noising") == 0 ? 0 : 1);
+        int bad = summarise_metric(d, n_pairs, cells, m, ref);
         H5Dclose(d);
         if (bad) {
             char what[300];
@@ -513,6 +525,7 @@ static void free_experiment(ResExperiment *e)
     for (size_t i = 0; i < e->n_metrics; i++) {
         free(e->metrics[i].name);
         free(e->metrics[i].mean);
+        free(e->metrics[i].effect);
         free(e->metrics[i].count);
     }
     free(e->metrics);
@@ -548,7 +561,10 @@ static int read_baselines(hid_t file, const char *path, size_t n_pairs, Results 
         H5Sclose(sp);
         if (ok) {
             ResMetric m = {0};
-            if (summarise_metric(d, n_pairs, 2, &m)) {
+            float *values = xmalloc(xmul(n_pairs ? n_pairs : 1, 2) * sizeof *values);
+            if (summarise_metric(d, n_pairs, 2, &m, NULL) ||
+                H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) < 0) {
+                free(values);
                 char what[300];
                 snprintf(what, sizeof what, "cannot read /baseline/%s", ns.v[i]);
                 h5_error(path, what, err);
@@ -558,6 +574,7 @@ static int read_baselines(hid_t file, const char *path, size_t n_pairs, Results 
                 b->metric = xstrdup(ns.v[i]);
                 b->mean[0] = m.mean[0];
                 b->mean[1] = m.mean[1];
+                b->values = values;
             }
             free(m.mean);
             free(m.count);
@@ -661,7 +678,7 @@ int results_load(Results **out, const char *path, Err *err)
         if (member_type(eg, ns.v[i]) != H5I_GROUP) continue;
         hid_t g = H5Gopen2(eg, ns.v[i], H5P_DEFAULT);
         ResExperiment *e = &r->exps[r->n_exps++];
-        int bad = g < 0 || read_experiment(f, g, path, ns.v[i], r->n_pairs, &p0, e, err);
+        int bad = g < 0 || read_experiment(f, g, path, ns.v[i], r->n_pairs, &p0, r, e, err);
         if (g >= 0) H5Gclose(g);
         if (bad) goto out;
         r->units_done += e->units_done;
@@ -691,7 +708,10 @@ void results_free(Results *r)
     free(r->engine);
     free(r->model_path);
     free(r->config_path);
-    for (size_t i = 0; i < r->n_baselines; i++) free(r->baselines[i].metric);
+    for (size_t i = 0; i < r->n_baselines; i++) {
+        free(r->baselines[i].metric);
+        free(r->baselines[i].values);
+    }
     free(r->baselines);
     for (size_t i = 0; i < r->n_exps; i++) free_experiment(&r->exps[i]);
     free(r->exps);
@@ -717,7 +737,7 @@ size_t results_top_cells(const ResMetric *m, size_t k, size_t *top)
     Ranked *r = xmalloc((m->n_valued ? m->n_valued : 1) * sizeof *r);
     size_t n = 0;
     for (size_t c = 0; c < m->cells; c++)
-        if (m->count[c]) r[n++] = (Ranked){fabs(m->mean[c]), c};
+        if (m->count[c]) r[n++] = (Ranked){fabs(m->effect ? m->effect[c] : m->mean[c]), c};
     qsort(r, n, sizeof *r, by_size_desc);
     if (k > n) k = n;
     for (size_t i = 0; i < k; i++) top[i] = r[i].cell;

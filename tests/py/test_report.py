@@ -280,6 +280,16 @@ def test_report_writes_pngs_and_index(patchgrid_bin, results, tmp_path):
         assert bar, f"{name}: no colour bar"
 
 
+def effect_of(f, e, m):
+    """numpy's mean over pairs of (value - the patched run's own baseline), per cell: the
+    report's ranking. The patched run is the corrupted one when denoising."""
+    g = f[f"experiments/{e}"]
+    run = 0 if g.attrs["direction"].decode() == "noising" else 1
+    base = f[f"baseline/{m}"][:, run]
+    vals = g[m][...]
+    return nanmean0(vals - base.reshape((-1,) + (1,) * (vals.ndim - 1)))
+
+
 def test_top_cell_matches_numpy(patchgrid_bin, results, tmp_path):
     proc = report(patchgrid_bin, results, "-o", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
@@ -289,14 +299,17 @@ def test_top_cell_matches_numpy(patchgrid_bin, results, tmp_path):
         for (e, m), rows in tables.items():
             g = f[f"experiments/{e}"]
             mean = nanmean0(g[m][...])
+            change = effect_of(f, e, m)
             axes = g.attrs["axes"].decode().split(",")[1:]
             assert len(rows) == min(10, np.isfinite(mean).sum())
             top = rows[0]
-            assert top["mean"] == pytest.approx(np.nanmax(np.abs(mean)) * np.sign(top["mean"]), rel=1e-3)
+            assert float(top["change"]) == pytest.approx(
+                np.nanmax(np.abs(change)) * np.sign(float(top["change"])), rel=1e-3, abs=1e-6)
             idx = tuple(scale_labels(g, a).index(top[a]) for a in axes)
-            assert mean[idx] == pytest.approx(top["mean"], rel=1e-3), (e, m, top)
+            assert mean[idx] == pytest.approx(top["mean"], rel=1e-3, abs=1e-6), (e, m, top)
+            assert change[idx] == pytest.approx(float(top["change"]), rel=1e-3, abs=1e-6)
             assert top["pairs"] == f"{np.isfinite(g[m][(slice(None),) + idx]).sum()}/{g[m].shape[0]}"
-            sizes = [abs(r["mean"]) for r in rows]
+            sizes = [abs(float(r["change"])) for r in rows]
             assert sizes == sorted(sizes, reverse=True)
             if "pos" in axes:
                 for r in rows:
@@ -308,9 +321,13 @@ def test_top_cell_matches_numpy(patchgrid_bin, results, tmp_path):
 def placed(results, tmp_path_factory):
     """A copy with known values: resid/logit_diff is 0 except +4 at (layer 0, pos 3), -4 at
     (layer 2, pos 5), NaN at (layer 1, pos 7) for every pair, and at (layer 1, pos 8) NaN
-    for pair 0 only and 1 elsewhere; heads/logit_diff_norm 1.5 except -3 at (layer 1, head 2)."""
+    for pair 0 only and 1 elsewhere; heads/logit_diff_norm 1.5 except -3 at (layer 1, head 2).
+    The corrupted runs' baselines of both metrics are set to 0, so the tables' "change" from
+    them equals the placed values."""
     path = copy(results, tmp_path_factory.mktemp("placed") / "placed.h5")
     with h5py.File(path, "r+") as f:
+        for metric in ("logit_diff", "logit_diff_norm"):
+            f[f"baseline/{metric}"][:, 1] = 0
         d = f["experiments/resid/logit_diff"]
         a = np.zeros(d.shape, np.float32)
         a[:, 0, 3] = 4
@@ -357,6 +374,7 @@ def test_colours_of_known_cells(patchgrid_bin, placed, tmp_path):
     tables = parse_tables(proc.stdout)
     top = tables[("resid", "logit_diff")]
     assert (top[0]["layer"], top[0]["pos"], top[0]["mean"], top[0]["pairs"]) == ("0", "3", 4.0, "3/3")
+    assert [float(r["change"]) for r in top[:3]] == [4.0, -4.0, 1.0]
     assert (top[1]["layer"], top[1]["pos"], top[1]["mean"]) == ("2", "5", -4.0)
     assert (top[2]["layer"], top[2]["pos"], top[2]["mean"], top[2]["pairs"]) == ("1", "8", 1.0, "2/3")
     assert "(1 cells have no value)" in proc.stdout
