@@ -70,7 +70,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2 || true
     # shellcheck disable=SC2086
-    if apt-get install -y -qq --no-install-recommends $missing_debs >&2; then
+    if apt-get install -y -qq $missing_debs >&2; then
         exit 0
     fi
     echo "deps: apt-get install failed" >&2
