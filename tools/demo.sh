@@ -6,7 +6,7 @@ set -eu
 build=${1:-build/rel}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-cores=$(nproc)
+cores=$(nproc --all)
 out=build/demo.h5
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 if [ "$(id -u)" = 0 ]; then

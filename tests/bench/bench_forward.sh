@@ -15,7 +15,7 @@ if [ ! -f "$model/model.safetensors" ]; then
     mv "$model.tmp" "$model"
 fi
 field() { # field NAME LINE -> value of NAME=value in LINE
-    echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
+    echo "$2" | tr ' ' '\n' | sed -n "s|^$1=||p"
 }
 printf '%-8s %12s %12s %14s %12s %12s %14s %12s\n' "B x T" "patchgrid s" "tokens/s" "GFLOP/s" \
     "sgemm GF/s" "% of sgemm" "torch s" "torch/pg"

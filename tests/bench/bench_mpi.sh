@@ -44,7 +44,7 @@ t2=$(sweep 3)
 same=$(h5diff "$dir/sweep2.h5" "$dir/sweep3.h5" /experiments >/dev/null 2>&1 && echo identical || echo DIFFERENT)
 rate=$(mpirun -np 3 --oversubscribe "$PATCHGRID" run "$dir/dispatch.yaml" --null-work 2>&1 |
        sed -n 's/.*: \([0-9]*\) units\/s, \([0-9]*\) requests\/s/\1 \2/p')
-echo "cores: $(nproc); 1 BLAS thread per rank; rank 0 coordinates"
+echo "cores: $(nproc --all); 1 BLAS thread per rank; rank 0 coordinates"
 printf '%-34s %10s\n' "sweep (96 pairs, 144 units)" "seconds"
 printf '%-34s %10s\n' "1 worker  (mpirun -np 2)" "$t1"
 printf '%-34s %10s\n' "2 workers (mpirun -np 3)" "$t2"

@@ -11,7 +11,7 @@ export PATCHGRID="$root/$build/patchgrid" PATCHGRID_BUILD="$root/$build"
 . "$root/tests/env.sh"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc --all) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 for b in tests/bench/bench_*.sh; do
     [ -f "$b" ] || continue
     echo
