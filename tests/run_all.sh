@@ -14,7 +14,10 @@ export PATCHGRID_BUILD="$root/$build"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 case "$build" in
-*san*) export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
+*san*) # fast_unwind_on_malloc=0: Open MPI's plugins are built without frame
+       # pointers, so the fast unwinder stops after one frame and the
+       # suppressions below could not match their leaks by library name
+       export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:fast_unwind_on_malloc=0}"
        export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp:print_suppressions=0}"
        # keep Open MPI's plugins loaded so their leaks can be matched by name
        export OMPI_MCA_mca_base_component_disable_dlclose=1
