@@ -53,12 +53,15 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_SRC  := $(wildcard tests/bench/*.c)
 BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps test test-unit test-py test-slurm bench demo install clean
+.PHONY: all deps test test-unit test-py test-slurm bench demo install clean FORCE
 all: $(BIN) build/patchgrid
 
-# build/patchgrid always points at the last binary built, so scripts need not know the mode.
-build/patchgrid: $(BIN)
-	ln -sf $(notdir $(BUILD))/patchgrid $@
+# build/patchgrid points at the binary of the last `make` (rel or san), so scripts need not
+# know the mode; relinked on every run (make would compare the target's mtime through the link).
+build/patchgrid: $(BIN) FORCE
+	@ln -sf $(notdir $(BUILD))/patchgrid $@
+
+FORCE:
 
 $(BIN): $(MAIN_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
