@@ -2,7 +2,11 @@
  *
  * Outputs first, then const inputs, then weights, then sizes (llm.c's order).
  * Kernels never allocate. Matrices are row-major; R rows, C/IN/OUT columns.
- * Matrix products go through OpenBLAS (cblas_sgemm, cblas_sgemv for one row).
+ * Matrix products go through OpenBLAS (cblas_sgemm, cblas_sgemv for one row),
+ * except that on AVX-512 builds 10..64 rows take ops.c's own kernels, which
+ * read the weights in place instead of packing them (faster there, measured
+ * by `make bench`). Either way the result is deterministic for a given binary
+ * and row count.
  */
 #ifndef PATCHGRID_OPS_H
 #define PATCHGRID_OPS_H
