@@ -146,28 +146,31 @@ small_tile_t(float *out, const float *inp, const float *w, size_t m0, size_t v0,
         for (int j = 0; j < VB; j++) out[(m0 + i) * OUT + v0 + j] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-#define SMALL_T_ROWS(VB)                                                              \
-    do {                                                                              \
-        size_t m0 = 0;                                                                \
-        for (; m0 + SMALL_MR <= R; m0 += SMALL_MR)                                    \
-            small_tile_t(out, inp, w, m0, v0, IN, OUT, SMALL_MR, VB);                 \
-        switch (R - m0) {                                                             \
-        case 4: small_tile_t(out, inp, w, m0, v0, IN, OUT, 4, VB); break;             \
-        case 3: small_tile_t(out, inp, w, m0, v0, IN, OUT, 3, VB); break;             \
-        case 2: small_tile_t(out, inp, w, m0, v0, IN, OUT, 2, VB); break;             \
-        case 1: small_tile_t(out, inp, w, m0, v0, IN, OUT, 1, VB); break;             \
-        default: break;                                                               \
-        }                                                                             \
-    } while (0)
+/* All R rows against w's rows [v0, v0 + VB): tiles of SMALL_MR rows, then the
+ * rest. VB is a constant at every call. */
+static inline __attribute__((always_inline)) void
+small_rows_t(float *out, const float *inp, const float *w, size_t R, size_t v0, size_t IN,
+             size_t OUT, const int VB)
+{
+    size_t m0 = 0;
+    for (; m0 + SMALL_MR <= R; m0 += SMALL_MR)
+        small_tile_t(out, inp, w, m0, v0, IN, OUT, SMALL_MR, VB);
+    switch (R - m0) {
+    case 4: small_tile_t(out, inp, w, m0, v0, IN, OUT, 4, VB); break;
+    case 3: small_tile_t(out, inp, w, m0, v0, IN, OUT, 3, VB); break;
+    case 2: small_tile_t(out, inp, w, m0, v0, IN, OUT, 2, VB); break;
+    case 1: small_tile_t(out, inp, w, m0, v0, IN, OUT, 1, VB); break;
+    default: break;
+    }
+}
 
 static void matmul_small_t(float *out, const float *inp, const float *w, size_t R, size_t IN,
                            size_t OUT)
 {
     size_t v0 = 0;
-    for (; v0 + SMALL_VB <= OUT; v0 += SMALL_VB) SMALL_T_ROWS(SMALL_VB);
-    for (; v0 < OUT; v0++) SMALL_T_ROWS(1);
+    for (; v0 + SMALL_VB <= OUT; v0 += SMALL_VB) small_rows_t(out, inp, w, R, v0, IN, OUT, SMALL_VB);
+    for (; v0 < OUT; v0++) small_rows_t(out, inp, w, R, v0, IN, OUT, 1);
 }
-#undef SMALL_T_ROWS
 #endif
 
 double matmul_forward(float *out, const float *inp, const float *w, const float *bias,
