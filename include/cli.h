@@ -15,6 +15,9 @@ int cmd_report(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 
+/* 1 if any argument after argv[0] is --help or -h. */
+int cli_wants_help(int argc, char **argv);
+
 /* Prints "patchgrid: MSG" style errors for bad command-line usage and returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

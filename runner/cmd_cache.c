@@ -191,11 +191,10 @@ out:
 
 int cmd_cache(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     Args a;
     int rc = parse_args(&a, argc, argv);
     Model *m = NULL;

@@ -232,11 +232,10 @@ static int parse_args(Args *a, int argc, char **argv)
 
 int cmd_merge(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     Args a;
     int rc = parse_args(&a, argc, argv);
     if (rc) {

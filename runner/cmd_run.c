@@ -415,11 +415,10 @@ static int run_alone(const Setup *s, Store *store, Worker *w, size_t first, size
 
 int cmd_run(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     int provided;
     NOT_OUR_LEAKS(MPI_Init_thread(&argc, &argv, MPI_THREAD_SINGLE, &provided));
     int rank, size;
