@@ -205,19 +205,27 @@ scenario_sweep() {
         compare "$work/sweep.h5"
 }
 
-scenario_requeue() {
-    local jid
-    jid=$(submit_sweep requeue -o "$work/requeue.h5") || return 1
+# interrupted_sweep NAME COMMAND...: submits the sweep NAME (output NAME.h5, log NAME.log),
+# runs `COMMAND JOBID` once 15% of it is done, then waits until the job has been requeued and
+# has completed after at least one restart. Sets jid (declare it local in the caller).
+interrupted_sweep() {
+    local name=$1 restarts
+    shift
+    jid=$(submit_sweep "$name" -o "$work/$name.h5") || return 1
     say "  submitted job $jid"
-    wait_midrun "$work/requeue.h5" 15 "$jid" || return 1
-    scontrol requeue "$jid" || return 1
-    say "  scontrol requeue $jid"
+    wait_midrun "$work/$name.h5" 15 "$jid" || return 1
+    "$@" "$jid" || return 1
+    say "  $* $jid"
     wait_requeued "$jid" || return 1
     wait_job "$jid" || return 1
-    local restarts
     restarts=$(job_field "$jid" Restarts)
     say "  job $jid completed after $restarts restart(s)"
-    [ "${restarts:-0}" -ge 1 ] || { say "the job was not restarted"; return 1; }
+    [ "${restarts:-0}" -ge 1 ] || { say "the job was not requeued"; return 1; }
+}
+
+scenario_requeue() {
+    local jid
+    interrupted_sweep requeue scontrol requeue || return 1
     log_has "$work/requeue.log" "SIGTERM" &&
         log_has "$work/requeue.log" "stopped by signal 15" &&
         log_has "$work/requeue.log" "(restart 1)" &&
@@ -227,17 +235,7 @@ scenario_requeue() {
 
 scenario_usr1() {
     local jid
-    jid=$(submit_sweep usr1 -o "$work/usr1.h5") || return 1
-    say "  submitted job $jid"
-    wait_midrun "$work/usr1.h5" 15 "$jid" || return 1
-    scancel --signal=USR1 --batch "$jid" || return 1
-    say "  scancel --signal=USR1 --batch $jid"
-    wait_requeued "$jid" || return 1
-    wait_job "$jid" || return 1
-    local restarts
-    restarts=$(job_field "$jid" Restarts)
-    say "  job $jid completed after $restarts restart(s)"
-    [ "${restarts:-0}" -ge 1 ] || { say "the job was not requeued"; return 1; }
+    interrupted_sweep usr1 scancel --signal=USR1 --batch || return 1
     log_has "$work/usr1.log" "SIGUSR1" &&
         log_has "$work/usr1.log" "stopped by signal 10" &&
         log_has "$work/usr1.log" "requeueing job $jid" &&
